@@ -1,0 +1,31 @@
+"""Option declarations shared by several commands (one definition each)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ExpDir = Annotated[Path, typer.Option("--exp-dir", help="Experiment directory (checkpoints, config.yaml, logs).")]
+LangDir = Annotated[
+    Path, typer.Option("--lang-dir", help="Directory with bpe.model and tokens.txt from `asrkit prepare tokenizer`.")
+]
+Epoch = Annotated[int, typer.Option("--epoch", help="Use epoch-EPOCH.pt (the last epoch to average).")]
+Iter = Annotated[int, typer.Option("--iter", help="Use checkpoint-ITER.pt instead of epoch checkpoints (0: off).")]
+Avg = Annotated[int, typer.Option("--avg", help="Number of checkpoints to average (ending at --epoch/--iter).")]
+UseAveragedModel = Annotated[
+    bool,
+    typer.Option(
+        "--use-averaged-model/--no-use-averaged-model",
+        help="Average with the running-average models stored in the checkpoints (icefall's --use-averaged-model).",
+    ),
+]
+Force = Annotated[bool, typer.Option("--force", help="Redo the work even if its outputs exist.")]
+NumJobs = Annotated[int, typer.Option("--num-jobs", "-j", help="Parallel processes.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+
+
+def optional_path(value: Optional[Path]) -> Optional[Path]:
+    return Path(value) if value else None

@@ -1,0 +1,48 @@
+"""``asrkit decode``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from asrkit.cli.common import Avg, Device, Epoch, ExpDir, Iter, LangDir, UseAveragedModel
+
+
+def decode(
+    cuts: Annotated[list[Path], typer.Option("--cuts", help="Test cut sets (repeat the option).")],
+    exp_dir: ExpDir = Path("exp"),
+    lang_dir: LangDir = Path("data/lang"),
+    epoch: Epoch = 0,
+    iter: Iter = 0,
+    avg: Avg = 1,
+    use_averaged_model: UseAveragedModel = False,
+    method: Annotated[
+        str,
+        typer.Option(help="greedy_search | beam_search | modified_beam_search | ctc_greedy_search | fast_beam_search"),
+    ] = "greedy_search",
+    beam_size: Annotated[int, typer.Option(help="Beam size (beam searches).")] = 4,
+    max_sym_per_frame: Annotated[int, typer.Option(help="Greedy search: symbols per frame.")] = 1,
+    max_duration: Annotated[float, typer.Option(help="Seconds of audio per batch.")] = 300.0,
+    device: Device = "cpu",
+) -> None:
+    """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
+
+    Example: asrkit decode --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model
+    --method modified_beam_search --cuts data/fbank/synth_cuts_test.jsonl.gz
+    """
+    from asrkit.evaluate import decode_test_sets
+    from asrkit.training.selection import Selection
+    from asrkit.utils.logging import setup_logging
+
+    setup_logging(exp_dir / "log" / f"decode-{method}.log")
+    opts = {}
+    if method in ("beam_search", "modified_beam_search", "fast_beam_search", "fast_beam_search_nbest"):
+        opts["beam_size"] = beam_size
+    if method == "greedy_search":
+        opts["max_sym_per_frame"] = max_sym_per_frame
+    wers = decode_test_sets(exp_dir, Selection(epoch, iter, avg, use_averaged_model), cuts, lang_dir, method,
+                            opts, max_duration, device)
+    for name, wer in wers.items():
+        typer.echo(f"{name} {method}: %WER = {wer:.2f}")

@@ -1,0 +1,65 @@
+"""The ``asrkit`` command: one typer sub-app or command per stage (each in its own module).
+
+Errors derived from :class:`asrkit.errors.AsrkitError` print one line (plus a hint) and exit 1;
+set ``ASRKIT_DEBUG=1`` for the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from asrkit.cli import average, bench, decode, export, info, prepare, train, transcribe
+from asrkit.errors import AsrkitError
+
+app = typer.Typer(
+    name="asrkit",
+    help="Speech recognition toolkit: prepare data, train zipformer transducers with the pruned RNN-T loss, "
+    "average, decode, export and transcribe.\n\nExample: egs/synth/run.sh --stage 0 --stop-stage 8",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(prepare.app, name="prepare")
+app.command("train")(train.train)
+app.command("average")(average.average)
+app.command("decode")(decode.decode)
+app.command("export")(export.export)
+app.command("transcribe")(transcribe.transcribe)
+app.add_typer(bench.app, name="bench")
+app.command("info")(info.info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except AsrkitError as exc:
+        if os.environ.get("ASRKIT_DEBUG") == "1":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors are handled by typer; anything else is a bug report
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``asrkit train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from asrkit.cli.common import Device, ExpDir, LangDir
+
+
+def train(
+    recipe: Annotated[Path, typer.Option(help="Recipe YAML (model + optimization + data), see recipes/.")],
+    train_cuts: Annotated[Path, typer.Option(help="Training cuts with features.")],
+    exp_dir: ExpDir = Path("exp"),
+    lang_dir: LangDir = Path("data/lang"),
+    valid_cuts: Annotated[Optional[Path], typer.Option(help="Validation cuts (loss per epoch).")] = None,
+    world_size: Annotated[int, typer.Option(help="Processes on this machine (DDP; gloo on CPU, NCCL on GPU).")] = 1,
+    start_epoch: Annotated[int, typer.Option(help="Resume from epoch-(N-1).pt (1 = from scratch).")] = 1,
+    start_batch: Annotated[int, typer.Option(help="Resume from checkpoint-N.pt (mid-epoch).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in --exp-dir, if any.")] = False,
+    num_epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's num_epochs.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set optim.base_lr=0.02")
+    ] = None,
+    device: Device = "auto",
+    master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1.")] = 12354,
+    use_fp16: Annotated[bool, typer.Option(help="Mixed precision fp16 with a grad scaler.")] = False,
+    use_bf16: Annotated[bool, typer.Option(help="Mixed precision bf16.")] = False,
+) -> None:
+    """Train a transducer with the pruned RNN-T loss.
+
+    The resolved config is written to EXP_DIR/config.yaml and stored in every checkpoint; the model's parameter
+    count is logged at start-up (or see `asrkit info RECIPE`). Under torchrun, the same command trains across
+    nodes (env:// rendezvous).
+
+    Example: asrkit train --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
+    --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --exp-dir exp/zipformer-xs
+    """
+    from asrkit.config import load_train_config, parse_override
+    from asrkit.training.loop import TrainJob, train as run_training
+
+    overrides = dict(parse_override(s) for s in (set_ or []))
+    if num_epochs is not None:
+        overrides["num_epochs"] = num_epochs
+    if use_fp16:
+        overrides["use_fp16"] = True
+    if use_bf16:
+        overrides["use_bf16"] = True
+    cfg = load_train_config(recipe, overrides)
+    job = TrainJob(
+        exp_dir=exp_dir,
+        train_cuts=train_cuts,
+        lang_dir=lang_dir,
+        valid_cuts=valid_cuts,
+        world_size=world_size,
+        device=device,
+        start_epoch=start_epoch,
+        start_batch=start_batch,
+        resume=resume,
+        master_port=master_port,
+    )
+    run_training(job, cfg)

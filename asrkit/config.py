@@ -1,0 +1,140 @@
+"""Configuration dataclasses, one per stage, loaded strictly from YAML recipes.
+
+A recipe file (``recipes/*.yaml``) holds a :class:`TrainConfig` (model + optimization + data loading).
+``asrkit train`` resolves it (vocab size from the tokenizer, command-line overrides), writes the result to
+``<exp-dir>/config.yaml`` and embeds it in every checkpoint, so later stages (``average``, ``decode``,
+``export``) never repeat model flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+from asrkit.errors import ConfigError
+from asrkit.models.config import ModelConfig
+from asrkit.utils.dataclass_io import from_dict, to_dict
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    name: Literal["scaled_adam", "adamw"] = "scaled_adam"
+    base_lr: float = 0.045
+    weight_decay: float = 0.0
+    clipping_scale: float = 2.0  # ScaledAdam: clip at this multiple of the median recent grad norm
+    max_grad_norm: float = 5.0  # AdamW: plain norm clipping
+    scheduler: Literal["eden", "warmup_cosine", "warmup_inverse_sqrt"] = "eden"
+    lr_batches: float = 7500.0  # Eden's B
+    lr_epochs: float = 3.5  # Eden's E
+    warmup_batches: int = 500
+
+
+@dataclass
+class LossConfig:
+    """Pruned RNN-T loss (+ optional CTC) and icefall's warm-up weighting of its two parts."""
+
+    backend: Literal["auto", "torch", "fast_rnnt", "k2"] = "auto"
+    rnnt_type: Literal["regular", "modified", "constrained"] = "regular"
+    prune_range: int = 5
+    lm_scale: float = 0.25  # lm_only_scale of the smoothed simple loss
+    am_scale: float = 0.0  # am_only_scale of the smoothed simple loss
+    simple_loss_scale: float = 0.5  # weight of the simple loss after warm-up
+    warm_step: int = 2000  # batches over which the pruned loss is faded in
+    ctc_loss_scale: float = 0.0  # > 0 needs model.ctc_head: true
+
+
+@dataclass
+class DataConfig:
+    """Batching, filtering and augmentation of training data."""
+
+    max_duration: float = 200.0  # seconds of audio per batch (per process)
+    num_buckets: int = 10
+    shuffle: bool = True
+    min_utterance_duration: float = 0.3
+    max_utterance_duration: float = 20.0
+    spec_augment: bool = True
+    num_frame_masks: int = 2
+    frame_mask_size: int = 20
+    num_feature_masks: int = 2
+    feature_mask_size: int = 15
+    time_warp_factor: int = 40
+    musan_cuts: Optional[str] = None  # a MUSAN cut set with features; mixed in as noise when set
+    num_workers: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run except where its files live."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    num_epochs: int = 10
+    seed: int = 42
+    average_period: int = 100  # update the running-average model every this many batches
+    save_every_n: int = 0  # 0 = only epoch checkpoints
+    keep_last_k: int = 5
+    log_interval: int = 25
+    max_nonfinite_batches: int = 20  # abort when more batches than this have a non-finite loss
+    use_fp16: bool = False
+    use_bf16: bool = False
+    max_minutes: float = 0.0  # > 0: stop (after writing a checkpoint) once training ran this long
+
+
+def load_train_config(path: str | Path, overrides: Optional[dict] = None) -> TrainConfig:
+    """Load a recipe YAML strictly into a :class:`TrainConfig`.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys -> values applied on top, e.g. ``{"num_epochs": 3, "optim.base_lr": 0.01}``.
+
+    Raises:
+        ConfigError: naming the file and the offending key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file {path} does not exist", hint="see recipes/ for the presets")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    try:
+        return from_dict(TrainConfig, data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", hint=exc.hint) from None
+
+
+def train_config_from_dict(data: dict) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` stored in a checkpoint or ``config.yaml``."""
+    return from_dict(TrainConfig, data)
+
+
+def save_yaml(obj, path: Path) -> None:
+    """Write a dataclass (or dict) as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """Parse ``key.sub=value`` (value parsed as YAML) from ``--set`` command-line options."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set optim.base_lr=0.01")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def _set_dotted(data: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
+    node[parts[-1]] = value

@@ -1,0 +1,714 @@
+"""A synthetic AN4-like speech corpus generated offline with espeak-ng (and optionally flite).
+
+The corpus is asrkit's embedded default and its test bed: spelled letters ("R U B O U T"), digit strings
+("ONE TWO OH NINE"), numbers and dates, command words ("ENTER FIVE SIX", "ERASE C Q Q F SEVEN") and, with
+``sentences=True``, short English sentences from built-in templates.
+
+A *speaker* is one fixed combination of engine, voice (espeak-ng accent + voice variant such as ``en-us+m3``),
+speaking rate, pitch, word gap, gain and noise floor. Splits are disjoint **by speaker and by voice variant**: the
+variants heard in ``dev`` and ``test`` never occur in ``train``. An optional ``test_flite`` split uses flite voices
+(slt, rms, awb) that no training speaker uses: an "unseen TTS engine" test set.
+
+Everything (texts, speakers, file names, noise) is a deterministic function of the parameters and ``seed``,
+independent of ``num_jobs``.
+
+Layout written under ``corpus_dir``::
+
+    wav/<split>/<speaker>/<utt_id>.wav    16 kHz mono 16-bit PCM
+    metadata/<split>.jsonl                one {"id", "speaker", "text", "path"} per line (path relative)
+    speakers.json                         every speaker's synthesis settings
+    .completed                            JSON of the generation parameters (written last)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from asrkit.errors import DataError
+
+__all__ = [
+    "SynthSpeaker",
+    "generate_synth",
+    "prepare_synth",
+    "make_an4_text",
+    "make_sentence",
+    "SYNTH_SPLITS",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+GENERATOR_VERSION = 1
+SYNTH_SPLITS = ("train", "dev", "test", "test_flite")
+
+# ---------------------------------------------------------------------------------------------------------------
+# Vocabulary and text generation
+# ---------------------------------------------------------------------------------------------------------------
+LETTERS = tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+DIGITS = ("ZERO", "ONE", "TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE")
+TEENS = ("TEN", "ELEVEN", "TWELVE", "THIRTEEN", "FOURTEEN", "FIFTEEN", "SIXTEEN", "SEVENTEEN", "EIGHTEEN",
+         "NINETEEN")
+TENS = ("", "", "TWENTY", "THIRTY", "FORTY", "FIFTY", "SIXTY", "SEVENTY", "EIGHTY", "NINETY")
+ORDINALS = ("FIRST", "SECOND", "THIRD", "FOURTH", "FIFTH", "SIXTH", "SEVENTH", "EIGHTH", "NINTH", "TENTH",
+            "ELEVENTH", "TWELFTH", "THIRTEENTH", "FOURTEENTH", "FIFTEENTH", "SIXTEENTH", "SEVENTEENTH",
+            "EIGHTEENTH", "NINETEENTH", "TWENTIETH")
+MONTHS = ("JANUARY", "FEBRUARY", "MARCH", "APRIL", "MAY", "JUNE", "JULY", "AUGUST", "SEPTEMBER", "OCTOBER",
+          "NOVEMBER", "DECEMBER")
+COMMANDS = ("ENTER", "RUBOUT", "ERASE", "STOP", "YES", "NO", "REPEAT", "GO", "HELP", "START", "NEXT", "BACK")
+# Words that AN4 speakers spell out letter by letter (names, places, common words).
+SPELL_WORDS = ("PITTSBURGH", "JOHN", "MARY", "SMITH", "DAVID", "SARAH", "CARNEGIE", "MELLON", "BOSTON", "TEXAS",
+               "OHIO", "JONES", "BROWN", "MILLER", "WILSON", "TAYLOR", "LINDA", "SUSAN", "JAMES", "ROBERT",
+               "KAREN", "PAUL", "MARK", "CODE", "ZIP", "BOX", "QUICK", "JAZZ", "VOICE", "WORD", "HOUSE", "STREET",
+               "AVENUE", "FORBES", "FIFTH", "OAKLAND", "SHADY", "MURRAY", "WALNUT", "DENVER", "ATLANTA", "EXIT")
+
+# Sentences: tiny grammar over a built-in word list.
+_DET = ("THE", "A", "THIS", "THAT", "EVERY", "ONE", "MY", "YOUR", "HIS", "HER", "OUR")
+_ADJ = ("OLD", "NEW", "RED", "BLUE", "GREEN", "SMALL", "LARGE", "QUIET", "HAPPY", "COLD", "WARM", "DARK",
+        "BRIGHT", "EMPTY", "HEAVY", "LITTLE", "YOUNG", "TIRED", "CLEAN", "STRANGE")
+_NOUN = ("MAN", "WOMAN", "CHILD", "DOG", "CAT", "CAR", "HOUSE", "BOOK", "LETTER", "TABLE", "WINDOW", "DOOR",
+         "RIVER", "CITY", "TRAIN", "GARDEN", "TEACHER", "DOCTOR", "PHONE", "BOX", "HORSE", "SHIP", "STREET",
+         "PAPER", "BIRD", "TREE", "ROOM", "KEY", "COAT", "LAMP")
+_VERB = ("SAW", "FOUND", "TOOK", "OPENED", "CLOSED", "MOVED", "WANTED", "CARRIED", "PAINTED", "SOLD", "BOUGHT",
+         "CLEANED", "FOLLOWED", "CALLED", "HELPED", "WATCHED", "LIKED", "NEEDED", "KEPT", "LEFT")
+_PREP = ("ON", "IN", "NEAR", "UNDER", "BEHIND", "BESIDE", "AT", "BY")
+_IMP = ("OPEN", "CLOSE", "CHECK", "MOVE", "BRING", "FIND", "CALL", "PAINT", "CLEAN", "WATCH")
+_TIME = ("TODAY", "YESTERDAY", "AGAIN", "SLOWLY", "EARLY", "LATE", "AT NIGHT", "IN THE MORNING")
+
+
+def _number_words(n: int) -> list[str]:
+    """0..99 as words, e.g. 47 -> ["FORTY", "SEVEN"]."""
+    if n < 10:
+        return [DIGITS[n]]
+    if n < 20:
+        return [TEENS[n - 10]]
+    tens, ones = divmod(n, 10)
+    return [TENS[tens]] + ([DIGITS[ones]] if ones else [])
+
+
+def _year_words(year: int) -> list[str]:
+    """1900..2029 as spoken: 1964 -> NINETEEN SIXTY FOUR, 2005 -> TWO THOUSAND FIVE, 2012 -> TWENTY TWELVE."""
+    hi, lo = divmod(year, 100)
+    if hi == 20 and lo < 10:
+        return ["TWO", "THOUSAND"] + ([DIGITS[lo]] if lo else [])
+    return _number_words(hi) + (["HUNDRED"] if lo == 0 else (["OH", DIGITS[lo]] if lo < 10 else _number_words(lo)))
+
+
+def _ordinal_words(day: int) -> list[str]:
+    """1..31 as ordinal words: 21 -> TWENTY FIRST."""
+    if day <= 20:
+        return [ORDINALS[day - 1]]
+    tens, ones = divmod(day, 10)
+    if ones == 0:
+        return ["THIRTIETH"]
+    return [TENS[tens], ORDINALS[ones - 1]]
+
+
+def _digit_string(rng: random.Random, lo: int, hi: int) -> list[str]:
+    out = []
+    for _ in range(rng.randint(lo, hi)):
+        d = rng.randrange(10)
+        out.append("OH" if d == 0 and rng.random() < 0.5 else DIGITS[d])
+    return out
+
+
+def _letters(rng: random.Random, lo: int, hi: int) -> list[str]:
+    return [rng.choice(LETTERS) for _ in range(rng.randint(lo, hi))]
+
+
+def make_an4_text(rng: random.Random) -> str:
+    """One AN4-like transcript: UPPERCASE words separated by single spaces, letters as single capitals.
+
+    Example:
+        >>> make_an4_text(random.Random(3))  # doctest: +SKIP
+        'ENTER FIVE SIX'
+    """
+    kind = rng.choices(
+        ["letters", "spell", "digits", "number", "command", "command_args", "mixed", "date", "year"],
+        weights=[14, 14, 16, 8, 8, 18, 10, 6, 6],
+    )[0]
+    if kind == "letters":
+        words = _letters(rng, 3, 8)
+    elif kind == "spell":
+        words = list(rng.choice(SPELL_WORDS))
+    elif kind == "digits":
+        words = _digit_string(rng, 3, 8)
+    elif kind == "number":
+        words = _number_words(rng.randrange(100))
+        if rng.random() < 0.3:
+            words = _number_words(rng.randrange(1, 10)) + ["HUNDRED"] + (
+                _number_words(rng.randrange(1, 100)) if rng.random() < 0.7 else [])
+    elif kind == "command":
+        words = [rng.choice(COMMANDS)]
+        if rng.random() < 0.2:
+            words.append(rng.choice(COMMANDS))
+    elif kind == "command_args":
+        cmd = rng.choice(("ENTER", "RUBOUT", "ERASE", "REPEAT", "GO", "START", "NEXT", "BACK"))
+        arg = rng.choice(("digits", "letters", "number", "mixed"))
+        if arg == "digits":
+            tail = _digit_string(rng, 1, 5)
+        elif arg == "letters":
+            tail = _letters(rng, 1, 5)
+        elif arg == "number":
+            tail = _number_words(rng.randrange(100))
+        else:
+            tail = _letters(rng, 1, 4) + _digit_string(rng, 1, 3)
+        words = [cmd] + tail
+    elif kind == "mixed":
+        words = _letters(rng, 1, 4) + _digit_string(rng, 1, 4)
+        if rng.random() < 0.5:
+            words = _digit_string(rng, 1, 3) + _letters(rng, 1, 3)
+    elif kind == "date":
+        month = rng.randrange(12)
+        words = [MONTHS[month]] + _ordinal_words(rng.randint(1, 31 if month != 1 else 29))
+        if rng.random() < 0.5:
+            words += _year_words(rng.randint(1900, 2029))
+    else:
+        words = _year_words(rng.randint(1900, 2029))
+    return " ".join(words)
+
+
+def make_sentence(rng: random.Random) -> str:
+    """One short English sentence from the built-in templates, UPPERCASE.
+
+    Example:
+        >>> make_sentence(random.Random(0))  # doctest: +SKIP
+        'THE QUIET DOG FOUND A RED BOOK'
+    """
+    d, a, n, v, p = (lambda: rng.choice(_DET)), (lambda: rng.choice(_ADJ)), (lambda: rng.choice(_NOUN)), (
+        lambda: rng.choice(_VERB)), (lambda: rng.choice(_PREP))
+    templates = (
+        lambda: f"{d()} {a()} {n()} {v()} {d()} {n()}",
+        lambda: f"{d()} {n()} {v()} {d()} {a()} {n()} {rng.choice(_TIME)}",
+        lambda: f"{d()} {n()} IS {p()} THE {n()}",
+        lambda: f"PLEASE {rng.choice(_IMP)} THE {a()} {n()}",
+        lambda: f"WHERE IS THE {a()} {n()}",
+        lambda: f"{rng.choice(('I', 'WE', 'THEY', 'SHE', 'HE'))} {v()} {d()} {n()} {p()} THE {n()}",
+        lambda: f"{rng.choice(_IMP)} THE {n()} {rng.choice(_TIME)}",
+    )
+    return rng.choice(templates)()
+
+
+def _spoken_form(text: str, engine: str, is_sentence: bool) -> str:
+    """What the engine is given for a transcript.
+
+    espeak-ng reads a lone capital "A" as the article (a schwa), so in AN4-style utterances every "A" becomes the
+    phoneme input ``[['eI]]``; other lone capitals are already read as letter names. Sentences are lower-cased so
+    that "A" is the article for both engines (flite already reads a lone capital "A" as the letter).
+    """
+    if is_sentence:
+        return text.lower()
+    if engine == "espeak":
+        return " ".join("[['eI]]" if w == "A" else w for w in text.split())
+    return text
+
+
+def _estimate_seconds(text: str, rate_factor: float = 1.0) -> float:
+    """Rough espeak-ng duration at 175 words/min including the padding added around speech (calibrated)."""
+    return (0.06 * len(text.replace(" ", "")) + 0.12 * len(text.split()) + 0.45) / rate_factor
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Speakers
+# ---------------------------------------------------------------------------------------------------------------
+# espeak-ng's formant English voices. `en-gb+variant` silently ignores the variant, so plain British English is
+# addressed as `en` (the same voice, where variants work). MBROLA voices (mb-*) are never used.
+ESPEAK_ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
+                  "en-us-nyc")
+# Variants that do not sound like a person (robots, whispers, effects), that duplicate another variant exactly
+# (klatt6 and caleb = klatt), or that change nothing (fast).
+ESPEAK_EXCLUDED_VARIANTS = frozenset({
+    "whisper", "whisperf", "croak", "Demonic", "UniRobot", "anikaRobot", "robosoft", "robosoft2", "robosoft3",
+    "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "Storm", "Tweaky", "kaukovalta",
+    "RicishayMax", "RicishayMax2", "RicishayMax3", "fast", "klatt6", "caleb", "Mr serious",
+})
+FLITE_TRAIN_VOICES = ("kal16", "kal")
+FLITE_EVAL_VOICES = ("slt", "rms", "awb")
+
+
+@dataclass(frozen=True)
+class SynthSpeaker:
+    """One synthetic speaker: a fixed set of synthesis settings.
+
+    Attributes:
+        speaker_id: e.g. ``tr007`` (train), ``dv01``, ``ts01``, ``tf01`` (test_flite).
+        split: the split all its utterances belong to.
+        engine: ``"espeak"`` or ``"flite"``.
+        voice: espeak ``accent+variant`` (``en-us+m3``) or a flite voice name (``kal16``).
+        rate: espeak words per minute; for flite the duration stretch in percent (100 = default).
+        pitch: espeak pitch 0..99; for flite the target F0 mean in Hz (0 = the voice's default).
+        word_gap: espeak extra pause between words in units of 10 ms (unused by flite).
+        gain: linear gain applied to the synthesized signal.
+        noise_dbfs: level of the white noise floor added to the signal, dB relative to full scale.
+    """
+
+    speaker_id: str
+    split: str
+    engine: str
+    voice: str
+    rate: int
+    pitch: int
+    word_gap: int
+    gain: float
+    noise_dbfs: float
+
+    def rate_factor(self) -> float:
+        """Speaking speed relative to espeak's default (used for duration estimates only)."""
+        return self.rate / 175.0 if self.engine == "espeak" else 100.0 / self.rate
+
+
+@lru_cache(maxsize=1)
+def _espeak_variants() -> tuple[str, ...]:
+    """Installed espeak-ng voice variants (file names under ``voices/!v``), sorted."""
+    out = _run_tool(["espeak-ng", "--voices=variant"]).decode("utf-8", "replace")
+    names = []
+    for line in out.splitlines():
+        if "!v/" in line:
+            names.append(line.split("!v/", 1)[1].strip())
+    return tuple(sorted(set(names)))
+
+
+@lru_cache(maxsize=1)
+def _espeak_accents() -> tuple[str, ...]:
+    out = _run_tool(["espeak-ng", "--voices=en"]).decode("utf-8", "replace")
+    listed = set()
+    for line in out.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 2:
+            listed.add(parts[1])
+    # `en` itself is listed as an alias ("(en 2)") of en-gb, which is always present when English is.
+    return tuple(a for a in ESPEAK_ACCENTS if a in listed or a == "en")
+
+
+@lru_cache(maxsize=1)
+def _flite_voices() -> tuple[str, ...]:
+    out = _run_tool(["flite", "-lv"]).decode("utf-8", "replace")
+    return tuple(out.split(":", 1)[-1].split())
+
+
+def _run_tool(cmd: Sequence[str]) -> bytes:
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, timeout=60, check=False)
+    except FileNotFoundError as e:
+        pkg = "espeak-ng" if cmd[0].startswith("espeak") else cmd[0]
+        raise DataError(f"'{cmd[0]}' is not installed; it is needed to synthesize the synthetic corpus",
+                        hint=f"sudo apt-get install {pkg}") from e
+    if proc.returncode != 0:
+        raise DataError(f"'{' '.join(cmd)}' failed (exit {proc.returncode}): "
+                        f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
+    return proc.stdout
+
+
+def _make_speakers(
+    rng: random.Random,
+    train_speakers: int,
+    dev_speakers: int,
+    test_speakers: int,
+    flite_train_speakers: int,
+    flite_test_speakers: int,
+) -> list[SynthSpeaker]:
+    accents = _espeak_accents()
+    variants = [v for v in _espeak_variants() if v not in ESPEAK_EXCLUDED_VARIANTS]
+    if len(variants) < 3:
+        raise DataError(f"espeak-ng has only {len(variants)} usable voice variants; at least 3 are needed")
+    rng.shuffle(variants)
+    # Held-out variants: dev and test each get their own pool, never used for training.
+    n_test = max(1, min(test_speakers, len(variants) // 6)) if test_speakers else 0
+    n_dev = max(1, min(dev_speakers, len(variants) // 8)) if dev_speakers else 0
+    pools = {"test": variants[:n_test], "dev": variants[n_test:n_test + n_dev], "train": variants[n_test + n_dev:]}
+
+    speakers: list[SynthSpeaker] = []
+
+    def espeak_speaker(sid: str, split: str, variant: str) -> SynthSpeaker:
+        return SynthSpeaker(
+            speaker_id=sid, split=split, engine="espeak", voice=f"{rng.choice(accents)}+{variant}",
+            rate=rng.randint(135, 205), pitch=rng.randint(25, 75), word_gap=rng.choice((0, 0, 1, 2)),
+            gain=round(rng.uniform(0.35, 1.0), 3), noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
+        )
+
+    for split, prefix, count in (("train", "tr", train_speakers), ("dev", "dv", dev_speakers),
+                                 ("test", "ts", test_speakers)):
+        width = max(2, len(str(count)))
+        pool = pools[split]
+        for i in range(count):
+            # Cycle through the pool so every variant is used before one repeats.
+            speakers.append(espeak_speaker(f"{prefix}{i + 1:0{width}d}", split, pool[i % len(pool)]))
+
+    flite = _flite_voices() if (flite_train_speakers or flite_test_speakers) else ()
+    for split, prefix, count, voices in (("train", "trf", flite_train_speakers, FLITE_TRAIN_VOICES),
+                                         ("test_flite", "tf", flite_test_speakers, FLITE_EVAL_VOICES)):
+        usable = [v for v in voices if v in flite]
+        if count and not usable:
+            raise DataError(f"flite has none of the voices {voices} (it lists {list(flite)})",
+                            hint="sudo apt-get install flite")
+        for i in range(count):
+            voice = usable[i % len(usable)]
+            # Pitch is only moved for the male kal voices, whose defaults (~100 Hz) we know.
+            pitch = rng.randint(80, 135) if voice.startswith("kal") else 0
+            speakers.append(SynthSpeaker(
+                speaker_id=f"{prefix}{i + 1:02d}", split=split, engine="flite", voice=voice,
+                rate=rng.randint(85, 120), pitch=pitch, word_gap=0, gain=round(rng.uniform(0.35, 1.0), 3),
+                noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
+            ))
+    return speakers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Synthesis (runs in worker processes)
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Job:
+    utt_id: str
+    speaker: SynthSpeaker
+    spoken: str
+    path: str  # absolute
+    seed: int
+
+
+def _synthesize_raw(speaker: SynthSpeaker, spoken: str) -> tuple[np.ndarray, int]:
+    """Run the engine; return float32 samples and their rate."""
+    import io
+
+    from asrkit.data.audio import read_audio
+
+    if speaker.engine == "espeak":
+        cmd = ["espeak-ng", "-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
+               "-g", str(speaker.word_gap), "--stdout", spoken]
+        return read_audio(io.BytesIO(_run_tool(cmd)), name=f"espeak-ng output for {spoken!r}")
+    with tempfile.TemporaryDirectory(prefix="asrkit-flite-") as tmp:
+        out = os.path.join(tmp, "out.wav")
+        cmd = ["flite", "-voice", speaker.voice, "--setf", f"duration_stretch={speaker.rate / 100.0:.3f}"]
+        if speaker.pitch:
+            cmd += ["--setf", f"int_f0_target_mean={speaker.pitch}"]
+        _run_tool(cmd + ["-t", spoken, "-o", out])
+        return read_audio(out, name=f"flite output for {spoken!r}")
+
+
+def _render(job: _Job) -> tuple[str, int]:
+    """Synthesize one utterance and write it as 16 kHz 16-bit wav; returns ``(utt_id, num_samples)``."""
+    import soundfile as sf
+
+    from asrkit.data.audio import resample
+
+    samples, sr = _synthesize_raw(job.speaker, job.spoken)
+    if sr != SAMPLE_RATE:
+        samples = resample(samples, sr, SAMPLE_RATE)
+    # Trim the engine's own silence, then pad with a random amount so durations and onsets vary.
+    voiced = np.flatnonzero(np.abs(samples) > 1e-3)
+    if voiced.size == 0:
+        raise DataError(f"{job.speaker.engine} produced silence for utterance {job.utt_id} ({job.spoken!r})")
+    samples = samples[max(0, voiced[0] - 80):voiced[-1] + 81]
+    rng = np.random.default_rng(job.seed)
+    lead, tail = (int(rng.uniform(0.10, 0.40) * SAMPLE_RATE) for _ in range(2))
+    signal = np.concatenate([np.zeros(lead, np.float32), samples * job.speaker.gain, np.zeros(tail, np.float32)])
+    signal += rng.standard_normal(signal.shape[0]).astype(np.float32) * np.float32(
+        10.0 ** (job.speaker.noise_dbfs / 20.0))
+    np.clip(signal, -1.0, 1.0, out=signal)
+    path = Path(job.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    sf.write(str(tmp), signal, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    return job.utt_id, int(signal.shape[0])
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Spawned workers inherit the environment: keep BLAS to one thread each (num_jobs processes share cores)."""
+    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_jobs(jobs: list[_Job], num_jobs: int, desc: str) -> dict[str, int]:
+    """Render ``jobs`` in ``num_jobs`` spawned processes; returns ``{utt_id: num_samples}``.
+
+    Even ``num_jobs=1`` uses one worker process: the worker's BLAS is single-threaded (set through the environment
+    before numpy loads), while a multi-threaded BLAS in the caller made the small resampling products ~20x slower on
+    a busy 2-core machine.
+    """
+    import multiprocessing as mp
+
+    from tqdm import tqdm
+
+    results: dict[str, int] = {}
+    ctx = mp.get_context("spawn")  # no fork: the caller may hold torch/OpenMP threads
+    with _single_threaded_children():
+        pool = ctx.Pool(max(1, num_jobs))
+    with pool:
+        for uid, n in tqdm(pool.imap_unordered(_render, jobs, chunksize=16), total=len(jobs), desc=desc,
+                           unit="utt"):
+            results[uid] = n
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------------------------
+def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
+    """Speakers and, per split, the utterances ``{"id", "speaker", "text", "sentence"}`` (deterministic)."""
+    rng = random.Random(params["seed"])
+    speakers = _make_speakers(
+        rng, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
+        params["flite_train_speakers"], params["flite_test_speakers"],
+    )
+    main = [s for s in speakers if s.split != "test_flite"]
+    extra = [s for s in speakers if s.split == "test_flite"]
+    text_rng = random.Random(params["seed"] * 7919 + 1)
+    target = params["hours"] * 3600.0
+    mean_factor = sum(s.rate_factor() for s in main) / len(main)
+
+    def draw() -> tuple[str, bool]:
+        if params["sentences"] and text_rng.random() < 0.35:
+            return make_sentence(text_rng), True
+        return make_an4_text(text_rng), False
+
+    texts: list[tuple[str, bool]] = []
+    total = 0.0
+    while total < target or len(texts) < len(main):
+        t = draw()
+        texts.append(t)
+        total += _estimate_seconds(t[0], mean_factor)
+    per_speaker = max(1, math.ceil(len(texts) / len(main)))
+    # Each speaker gets an equal share (differing by at most one), in a seeded random order.
+    owners = [main[i % len(main)] for i in range(len(texts))]
+    rng.shuffle(owners)
+    for s in extra:
+        for _ in range(per_speaker):
+            texts.append(draw())
+            owners.append(s)
+
+    counters: dict[str, int] = {}
+    utts: dict[str, list[dict]] = {}
+    for (text, is_sentence), spk in zip(texts, owners):
+        k = counters.get(spk.speaker_id, 0) + 1
+        counters[spk.speaker_id] = k
+        utts.setdefault(spk.split, []).append(
+            {"id": f"{spk.speaker_id}-{k:04d}", "speaker": spk.speaker_id, "text": text, "sentence": is_sentence})
+    for split in utts:
+        utts[split].sort(key=lambda u: u["id"])
+    return speakers, utts
+
+
+def _tool_versions() -> dict[str, str]:
+    versions = {"espeak-ng": _run_tool(["espeak-ng", "--version"]).decode().strip()}
+    return versions
+
+
+def generate_synth(
+    corpus_dir: str | Path,
+    hours: float = 2.0,
+    seed: int = 0,
+    num_jobs: int = 2,
+    sentences: bool = False,
+    train_speakers: int = 100,
+    dev_speakers: int = 8,
+    test_speakers: int = 8,
+    flite_train_speakers: int = 0,
+    eval_engine: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Synthesize the corpus into ``corpus_dir`` (see the module docstring for the layout).
+
+    ``hours`` is the approximate total over train+dev+test (utterances are drawn until an estimate of their speech
+    duration reaches it; the real total is reported in the log) and is shared equally among all speakers, so dev
+    and test hold about ``dev_speakers / (train+dev+test speakers)`` of it each. ``eval_engine="flite"`` adds a
+    ``test_flite`` split: ``test_speakers`` speakers on flite's slt/rms/awb voices, with as many utterances per
+    speaker as the other splits (extra to ``hours``).
+
+    Re-running with the same parameters is a no-op (``corpus_dir/.completed`` holds them). Re-running with
+    different parameters raises :class:`DataError` unless ``force=True``, which deletes the generated files
+    (``wav/``, ``metadata/``, ``speakers.json``) and regenerates. An interrupted run (no ``.completed``) is simply
+    redone.
+
+    Args:
+        corpus_dir: output directory (created).
+        hours: approximate amount of audio over train+dev+test.
+        seed: everything (texts, speakers, file names, noise) is determined by it.
+        num_jobs: synthesis processes (results do not depend on it).
+        sentences: also produce short English sentences (~35% of utterances).
+        train_speakers: espeak-ng training speakers.
+        dev_speakers: espeak-ng dev speakers (held-out voice variants).
+        test_speakers: espeak-ng test speakers (held-out voice variants, disjoint from dev's).
+        flite_train_speakers: extra training speakers on flite's kal/kal16 voices.
+        eval_engine: ``None`` or ``"flite"`` (adds the ``test_flite`` split).
+        force: regenerate when ``.completed`` holds different parameters.
+
+    Returns:
+        ``corpus_dir`` as a Path.
+
+    Raises:
+        DataError: espeak-ng/flite missing or failing, invalid sizes, or a finished corpus with other parameters.
+
+    Example:
+        >>> corpus = generate_synth("data/synth", hours=0.5, seed=0, num_jobs=2)  # doctest: +SKIP
+        >>> manifests = prepare_synth(corpus, "data/manifests")  # doctest: +SKIP
+        >>> sorted(manifests)  # doctest: +SKIP
+        ['dev', 'test', 'train']
+    """
+    corpus_dir = Path(corpus_dir)
+    if hours <= 0:
+        raise DataError(f"generate_synth: hours must be > 0, got {hours}")
+    if train_speakers < 1:
+        raise DataError(f"generate_synth: train_speakers must be >= 1, got {train_speakers}")
+    if dev_speakers < 0 or test_speakers < 0 or flite_train_speakers < 0:
+        raise DataError("generate_synth: speaker counts must be >= 0, got "
+                        f"dev={dev_speakers} test={test_speakers} flite_train={flite_train_speakers}")
+    if eval_engine not in (None, "flite"):
+        raise DataError(f"generate_synth: eval_engine must be None or 'flite', got {eval_engine!r}")
+    if eval_engine and test_speakers < 1:
+        raise DataError("generate_synth: eval_engine='flite' needs test_speakers >= 1")
+    params = {
+        "version": GENERATOR_VERSION, "hours": float(hours), "seed": int(seed), "sentences": bool(sentences),
+        "train_speakers": int(train_speakers), "dev_speakers": int(dev_speakers),
+        "test_speakers": int(test_speakers), "flite_train_speakers": int(flite_train_speakers),
+        "flite_test_speakers": int(test_speakers) if eval_engine == "flite" else 0,
+    }
+    marker = corpus_dir / ".completed"
+    if marker.is_file():
+        try:
+            done = json.loads(marker.read_text())
+        except json.JSONDecodeError:
+            done = {}
+        if done.get("params") == params:
+            log.info("synthetic corpus in %s is complete, skipping (delete %s to redo)", corpus_dir, marker)
+            return corpus_dir
+        if not force:
+            raise DataError(
+                f"{corpus_dir} holds a synthetic corpus generated with other parameters "
+                f"({done.get('params')}); asked for {params}",
+                hint="use another directory, or pass force=True (--force) to delete it and regenerate",
+            )
+    if marker.exists() or force:
+        marker.unlink(missing_ok=True)
+        for name in ("wav", "metadata"):
+            shutil.rmtree(corpus_dir / name, ignore_errors=True)
+        (corpus_dir / "speakers.json").unlink(missing_ok=True)
+
+    speakers, utts = _plan(params)
+    by_id = {s.speaker_id: s for s in speakers}
+    jobs = []
+    for split, rows in utts.items():
+        for row in rows:
+            spk = by_id[row["speaker"]]
+            rel = f"wav/{split}/{spk.speaker_id}/{row['id']}.wav"
+            row["path"] = rel
+            digest = hashlib.sha256(f"{params['seed']}/{row['id']}".encode()).digest()
+            seed_u = int.from_bytes(digest[:8], "little")
+            jobs.append(_Job(row["id"], spk, _spoken_form(row["text"], spk.engine, row["sentence"]),
+                             str(corpus_dir / rel), seed_u))
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    lengths = _run_jobs(jobs, num_jobs, desc=f"synthesizing {corpus_dir.name}")
+    elapsed = time.perf_counter() - t0
+
+    (corpus_dir / "metadata").mkdir(exist_ok=True)
+    seconds: dict[str, float] = {}
+    for split, rows in utts.items():
+        with open(corpus_dir / "metadata" / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps({"id": row["id"], "speaker": row["speaker"], "text": row["text"],
+                                    "path": row["path"]}) + "\n")
+        seconds[split] = sum(lengths[r["id"]] for r in rows) / SAMPLE_RATE
+    (corpus_dir / "speakers.json").write_text(json.dumps([asdict(s) for s in speakers], indent=1))
+    total = sum(seconds.values())
+    stats = {
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "utterances": {k: len(v) for k, v in utts.items()},
+        "wall_seconds": round(elapsed, 2),
+        "num_jobs": num_jobs,
+        "tools": _tool_versions(),
+    }
+    marker.write_text(json.dumps({"params": params, "stats": stats}, indent=1))
+    log.info("synthesized %.2f h (%s) in %.1f s with %d job(s): %.0fx real time", total / 3600,
+             ", ".join(f"{k} {len(v)} utts" for k, v in utts.items()), elapsed, num_jobs, total / max(elapsed, 1e-9))
+    return corpus_dir
+
+
+def prepare_synth(corpus_dir: str | Path, output_dir: str | Path | None = None) -> dict[str, dict]:
+    """Build lhotse manifests for a corpus made by :func:`generate_synth`.
+
+    Args:
+        corpus_dir: the generated corpus (must contain ``.completed``).
+        output_dir: if given, writes ``synth_recordings_{split}.jsonl.gz`` and ``synth_supervisions_{split}.jsonl.gz``
+            there.
+
+    Returns:
+        ``{split: {"recordings": RecordingSet, "supervisions": SupervisionSet}}`` for the splits present
+        (``train``, ``dev``, ``test`` and, if generated, ``test_flite``).
+
+    Raises:
+        DataError: the corpus is unfinished, or a metadata line or audio file is missing/invalid.
+
+    Example:
+        >>> m = prepare_synth("data/synth", "data/manifests")  # doctest: +SKIP
+        >>> m["train"]["supervisions"][0].text  # doctest: +SKIP
+        'ENTER FIVE SIX'
+    """
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse.qa import validate_recordings_and_supervisions
+
+    corpus_dir = Path(corpus_dir)
+    if not (corpus_dir / ".completed").is_file():
+        raise DataError(f"{corpus_dir} is not a finished synthetic corpus (no .completed marker)",
+                        hint="run generate_synth / `asrkit prepare download synth` first")
+    speakers = {s["speaker_id"]: s for s in json.loads((corpus_dir / "speakers.json").read_text())}
+    manifests: dict[str, dict] = {}
+    for split in SYNTH_SPLITS:
+        meta = corpus_dir / "metadata" / f"{split}.jsonl"
+        if not meta.is_file():
+            continue
+        recordings, supervisions = [], []
+        with open(meta, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                    uid, spk, text, rel = row["id"], row["speaker"], row["text"], row["path"]
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise DataError(f"{meta}:{lineno}: invalid metadata line ({e})") from e
+                audio = corpus_dir / rel
+                if not audio.is_file():
+                    raise DataError(f"{meta}:{lineno}: audio file of utterance {uid} is missing: {audio}",
+                                    hint="regenerate the corpus with force=True")
+                rec = Recording.from_file(audio, recording_id=uid)
+                recordings.append(rec)
+                info = speakers.get(spk, {})
+                supervisions.append(SupervisionSegment(
+                    id=uid, recording_id=uid, start=0.0, duration=rec.duration, channel=0, text=text,
+                    speaker=spk, language="English",
+                    custom={"engine": info.get("engine"), "voice": info.get("voice")},
+                ))
+        rs, ss = RecordingSet.from_recordings(recordings), SupervisionSet.from_segments(supervisions)
+        validate_recordings_and_supervisions(rs, ss)
+        if output_dir is not None:
+            out = Path(output_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            rs.to_file(out / f"synth_recordings_{split}.jsonl.gz")
+            ss.to_file(out / f"synth_supervisions_{split}.jsonl.gz")
+        manifests[split] = {"recordings": rs, "supervisions": ss}
+    if not manifests:
+        raise DataError(f"{corpus_dir}/metadata holds no split files")
+    return manifests

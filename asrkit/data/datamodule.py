@@ -1,0 +1,250 @@
+"""From a lhotse CutSet to typed training batches.
+
+Pieces, each usable alone:
+- :func:`filter_cuts` drops unusable utterances (too short/long, empty or unknown-character transcripts,
+  more tokens than encoder frames) and logs a count per reason, naming the first few utterances.
+- :class:`AsrDataset` turns a CutSet chosen by a sampler into a :class:`Batch` (features padded with
+  sherpa-onnx's padding value, token ids, texts, cut ids), optionally with SpecAugment / MUSAN mixing.
+- :func:`make_sampler` / :func:`make_loader` build the (DDP-aware) DynamicBucketingSampler and DataLoader;
+  :class:`SkipFirstBatches` resumes mid-epoch exactly by skipping already-seen batches at the sampler level,
+  without loading their features.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from asrkit.config import DataConfig
+from asrkit.data.features import compute_fbank, pad_features
+from asrkit.data.tokenizer import Tokenizer
+from asrkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    """One batch of utterances.
+
+    Attributes:
+        features: (B, T, F) float32, padded with ``FEATURE_PADDING_VALUE``.
+        feature_lens: (B,) int64 number of valid frames.
+        tokens: B lists of token ids (no blank).
+        texts: B reference transcripts.
+        cut_ids: B cut ids (to name utterances in logs and reports).
+    """
+
+    features: torch.Tensor
+    feature_lens: torch.Tensor
+    tokens: list[list[int]]
+    texts: list[str]
+    cut_ids: list[str]
+
+    def padded_tokens(self, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens as a (B, U_max) int64 tensor padded with ``pad_id``, and their (B,) lengths."""
+        lens = torch.tensor([len(t) for t in self.tokens], dtype=torch.int64)
+        y = torch.full((len(self.tokens), max(1, int(lens.max()))), pad_id, dtype=torch.int64)
+        for i, t in enumerate(self.tokens):
+            y[i, : len(t)] = torch.tensor(t, dtype=torch.int64)
+        return y, lens
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.feature_lens.sum())
+
+
+def load_cuts(path: str | Path):
+    """Open a lhotse CutSet manifest (lazily), with a clear error when it is missing."""
+    from lhotse import CutSet
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"cut manifest {path} does not exist", hint="run the `asrkit prepare fbank` stage first")
+    return CutSet.from_jsonl_lazy(path) if str(path).endswith((".jsonl", ".jsonl.gz")) else CutSet.from_file(path)
+
+
+def cut_text(cut) -> str:
+    """The transcript of a single-supervision cut ('' when it has none)."""
+    return " ".join((s.text or "").strip() for s in cut.supervisions).strip()
+
+
+def filter_cuts(
+    cuts,
+    tokenizer: Tokenizer,
+    encoder_frames: Callable[[int], int],
+    min_duration: float = 0.3,
+    max_duration: float = 20.0,
+    name: str = "train",
+):
+    """Drop utterances the transducer cannot learn from; log one counted line per reason.
+
+    Args:
+        cuts: lhotse CutSet (eager; it is iterated once).
+        tokenizer: to count tokens and spot characters it does not know.
+        encoder_frames: maps a number of feature frames to encoder output frames.
+        min_duration, max_duration: bounds in seconds.
+
+    Returns:
+        (kept CutSet, Counter of reasons).
+    """
+    from lhotse import CutSet
+
+    kept, reasons, examples = [], Counter(), {}
+    for cut in cuts:
+        text = cut_text(cut)
+        reason = None
+        if cut.duration < min_duration:
+            reason = f"shorter than {min_duration} s"
+        elif cut.duration > max_duration:
+            reason = f"longer than {max_duration} s"
+        elif not text:
+            reason = "empty transcript"
+        elif tokenizer.find_unknown(text):
+            reason = "characters unknown to the tokenizer"
+        else:
+            num_tokens = len(tokenizer.encode([text])[0])
+            num_frames = cut.num_frames if cut.has_features else int(round(cut.duration * 100))
+            if encoder_frames(num_frames) < num_tokens:
+                reason = "more tokens than encoder frames"
+        if reason is None:
+            kept.append(cut)
+        else:
+            reasons[reason] += 1
+            examples.setdefault(reason, []).append(cut.id)
+    for reason, count in reasons.items():
+        shown = ", ".join(examples[reason][:3])
+        log.warning("%s: dropped %d utterance(s): %s (e.g. %s)", name, count, reason, shown)
+    if not kept:
+        raise DataError(f"{name}: no usable utterances left after filtering ({dict(reasons)})")
+    log.info("%s: kept %d utterance(s), dropped %d", name, len(kept), sum(reasons.values()))
+    return CutSet.from_cuts(kept), reasons
+
+
+def load_cut_features(cut) -> torch.Tensor:
+    """(T, F) features of a cut: precomputed when stored, else computed from its audio.
+
+    Raises:
+        DataError: naming the cut and its file when features/audio cannot be read.
+    """
+    try:
+        if cut.has_features:
+            return torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
+        samples = cut.load_audio()
+        return compute_fbank(samples.reshape(-1), cut.sampling_rate)
+    except DataError:
+        raise
+    except Exception as exc:
+        source = getattr(getattr(cut, "features", None), "storage_path", None) or _audio_source(cut)
+        raise DataError(f"utterance {cut.id}: cannot read {source}: {exc}") from None
+
+
+def _audio_source(cut) -> str:
+    try:
+        return ", ".join(s.source for s in cut.recording.sources)
+    except Exception:
+        return "<unknown source>"
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Map-style dataset: a CutSet (one sampler batch) -> :class:`Batch`.
+
+    Args:
+        tokenizer: text -> token ids.
+        spec_augment: a ``lhotse.dataset.SpecAugment`` applied to the padded batch (training only).
+        cut_transforms: lhotse cut transforms (e.g. ``CutMix`` with MUSAN) applied before loading.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, spec_augment=None, cut_transforms: Optional[list] = None) -> None:
+        self.tokenizer = tokenizer
+        self.spec_augment = spec_augment
+        self.cut_transforms = cut_transforms or []
+
+    def __getitem__(self, cuts) -> Batch:
+        cuts = cuts.sort_by_duration(ascending=False)
+        for transform in self.cut_transforms:
+            cuts = transform(cuts)
+        feats = [load_cut_features(c) for c in cuts]
+        x, x_lens = pad_features(feats)
+        if self.spec_augment is not None:
+            segments = torch.stack(
+                [torch.arange(len(feats)), torch.zeros(len(feats), dtype=torch.int64), x_lens], dim=1
+            ).to(torch.int32)
+            x = self.spec_augment(x, supervision_segments=segments)
+        texts = [cut_text(c) for c in cuts]
+        return Batch(x, x_lens, self.tokenizer.encode(texts), texts, [c.id for c in cuts])
+
+
+def build_spec_augment(cfg: DataConfig):
+    """lhotse SpecAugment configured from :class:`DataConfig` (None when disabled)."""
+    if not cfg.spec_augment:
+        return None
+    from lhotse.dataset import SpecAugment
+
+    return SpecAugment(
+        time_warp_factor=cfg.time_warp_factor or None,
+        num_feature_masks=cfg.num_feature_masks,
+        features_mask_size=cfg.feature_mask_size,
+        num_frame_masks=cfg.num_frame_masks,
+        frames_mask_size=cfg.frame_mask_size,
+    )
+
+
+def make_sampler(cuts, cfg: DataConfig, train: bool, seed: int, world_size: int = 1, rank: int = 0):
+    """DynamicBucketingSampler partitioning batches across ``world_size`` ranks."""
+    from lhotse.dataset import DynamicBucketingSampler
+
+    return DynamicBucketingSampler(
+        cuts,
+        max_duration=cfg.max_duration,
+        num_buckets=cfg.num_buckets,
+        shuffle=train and cfg.shuffle,
+        drop_last=train and world_size > 1,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+        buffer_size=20000,
+    )
+
+
+class SkipFirstBatches(torch.utils.data.Sampler):
+    """Wraps a lhotse sampler and skips its first ``num_skip`` batches of the current epoch.
+
+    Used to resume exactly mid-epoch: the skipped batches are drawn from the sampler (cheap metadata) but
+    their features are never loaded.
+    """
+
+    def __init__(self, sampler, num_skip: int = 0) -> None:
+        self.sampler = sampler
+        self.num_skip = num_skip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator:
+        for i, batch in enumerate(self.sampler):
+            if i >= self.num_skip:
+                yield batch
+        self.num_skip = 0
+
+    def __len__(self):  # pragma: no cover - lhotse samplers have no length
+        raise TypeError("lhotse samplers have no length")
+
+
+def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0):
+    """A DataLoader yielding whole :class:`Batch` objects chosen by ``sampler``."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        collate_fn=None,
+    )

@@ -1,0 +1,76 @@
+"""Stage "fbank": lhotse manifests -> CutSets with 80-dim fbank features stored with lilcom.
+
+Input: ``{manifest_dir}/{prefix}_recordings_{split}.jsonl.gz`` and ``..._supervisions_{split}.jsonl.gz``.
+Output: ``{output_dir}/{prefix}_cuts_{split}.jsonl.gz`` with features in ``{output_dir}/{prefix}_feats_{split}``.
+Speed perturbation (0.9x, 1.1x copies of each training cut, icefall's recipe) is applied before feature
+extraction so the perturbed copies get precomputed features too. Finished splits are skipped on re-runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from asrkit.data.features import fbank_extractor
+from asrkit.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def cuts_path(output_dir: Path, prefix: str, split: str) -> Path:
+    """Where the fbank stage writes the cuts of ``split``."""
+    return Path(output_dir) / f"{prefix}_cuts_{split}.jsonl.gz"
+
+
+def compute_fbank_for_splits(
+    manifest_dir: Path,
+    prefix: str,
+    splits: Sequence[str],
+    output_dir: Path,
+    speed_perturb_splits: Sequence[str] = (),
+    num_jobs: int = 2,
+    force: bool = False,
+) -> dict[str, Path]:
+    """Compute and store fbank features for each split; returns {split: cuts path}.
+
+    Example:
+        >>> compute_fbank_for_splits(Path("data/manifests"), "synth", ["train", "dev", "test"],
+        ...                          Path("data/fbank"), speed_perturb_splits=["train"])
+    """
+    from lhotse import CutSet, LilcomChunkyWriter, RecordingSet, SupervisionSet
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    extractor = fbank_extractor()
+    results = {}
+    for split in splits:
+        out = cuts_path(output_dir, prefix, split)
+        results[split] = out
+        if out.exists() and not force:
+            log.info("fbank for %s/%s exists (%s): skipped", prefix, split, out)
+            continue
+        rec_path = Path(manifest_dir) / f"{prefix}_recordings_{split}.jsonl.gz"
+        sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{split}.jsonl.gz"
+        for p in (rec_path, sup_path):
+            if not p.exists():
+                raise DataError(f"manifest {p} does not exist", hint="run the `asrkit prepare manifests` stage")
+        recordings = RecordingSet.from_file(rec_path)
+        supervisions = SupervisionSet.from_file(sup_path)
+        cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
+            keep_overlapping=False
+        )
+        if split in speed_perturb_splits:
+            cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
+        log.info("computing fbank for %s/%s (%d cuts)", prefix, split, len(cuts))
+        cuts = cuts.compute_and_store_features(
+            extractor=extractor,
+            storage_path=output_dir / f"{prefix}_feats_{split}",
+            num_jobs=num_jobs,
+            storage_type=LilcomChunkyWriter,
+        )
+        tmp = out.with_name(out.name + ".tmp.jsonl.gz")
+        cuts.to_file(tmp)
+        tmp.rename(out)
+        log.info("wrote %s", out)
+    return results

@@ -1,0 +1,54 @@
+"""Decode a whole test set: batches of features in, (id, reference, hypothesis) words out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from asrkit.decoding.search import check_options, get_search_function, run_search
+
+
+@torch.no_grad()
+def decode_cuts(
+    model: Any,
+    batches: Iterable[Any],
+    tokenizer: Any,
+    method: str = "greedy_search",
+    progress: bool = True,
+    **opts: Any,
+) -> list[tuple[str, list[str], list[str]]]:
+    """Run ``method`` over every batch and detokenize the results.
+
+    Args:
+        model: a ``Transducer`` (put in eval mode here) or a model from
+            :func:`asrkit.inference.load_model`.
+        batches: iterable of objects with ``features`` (B, T, 80), ``feature_lens`` (B,),
+            ``texts`` (B reference strings) and ``cut_ids`` (B ids).
+        tokenizer: object with ``decode(list[list[int]]) -> list[str]``.
+        method: ``greedy_search``, ``beam_search``, ``modified_beam_search``,
+            ``ctc_greedy_search``, ``fast_beam_search`` or ``fast_beam_search_nbest``.
+        progress: show a tqdm progress bar.
+        **opts: options of the method, e.g. ``beam_size=4`` or ``max_sym_per_frame=1``.
+
+    Returns:
+        ``[(cut_id, ref_words, hyp_words), ...]`` in batch order, ready for
+        :func:`asrkit.decoding.scoring.save_results`.
+
+    Raises:
+        ConfigError: unknown method (listing the valid ones) or option.
+    """
+    from tqdm import tqdm
+
+    get_search_function(method)  # fail on a bad method before touching any data
+    check_options(method, opts)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    results: list[tuple[str, list[str], list[str]]] = []
+    for batch in tqdm(batches, desc=f"decode ({method})", unit="batch", disable=not progress):
+        tokens, _, _ = run_search(model, batch.features, batch.feature_lens, method, **opts)
+        texts = tokenizer.decode(tokens)
+        for cut_id, ref, hyp in zip(batch.cut_ids, batch.texts, texts):
+            results.append((str(cut_id), ref.split(), hyp.split()))
+    return results

@@ -1,0 +1,105 @@
+"""Batched modified beam search (at most one symbol per frame).
+
+Each frame, every hypothesis of an utterance is extended by every token (blank keeps it as
+is), and the ``beam_size`` best (hypothesis, token) pairs survive; hypotheses with the same
+token history are merged by adding their probabilities. Limiting the search to one symbol per
+frame makes it batchable: all hypotheses of all utterances go through the predictor and the
+joiner in one call per frame.
+
+Shape legend: B utterances, T encoder frames, J joiner dim, V vocabulary, N hypotheses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from asrkit.decoding.context import history_key, initial_context, predictor_outputs, strip_context
+from asrkit.decoding.hypothesis import Hypothesis, HypothesisList, SearchOutput
+
+
+class PredictorCache:
+    """Predictor outputs keyed by :func:`~asrkit.decoding.context.history_key`, so a context
+    shared by several hypotheses (or unchanged since the last frame) is computed once."""
+
+    def __init__(self, model: Any, device: torch.device | str) -> None:
+        self.model = model
+        self.device = device
+        self._cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def get(self, histories: list[list[int]]) -> torch.Tensor:
+        """(N, J) predictor outputs for ``N`` token histories."""
+        keys = [history_key(self.model, h) for h in histories]
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            out = predictor_outputs(self.model, missing, self.device)
+            for k, row in zip(missing, out):
+                self._cache[k] = row
+        return torch.stack([self._cache[k] for k in keys])
+
+
+@torch.no_grad()
+def modified_beam_search(
+    model: Any,
+    encoder_out: torch.Tensor,
+    encoder_out_lens: torch.Tensor,
+    beam_size: int = 4,
+    blank_penalty: float = 0.0,
+    return_timestamps: bool = False,
+) -> list[list[int]] | SearchOutput:
+    """Modified beam search over a batch of utterances.
+
+    Args:
+        model: object with ``predict``, ``join``, ``blank_id``, ``context_size``.
+        encoder_out: (B, T, J) output of ``model.encode``.
+        encoder_out_lens: (B,) number of valid frames per utterance.
+        beam_size: hypotheses kept per utterance (>= 1).
+        blank_penalty: subtracted from the blank logit before the log-softmax.
+        return_timestamps: also return per-token encoder frame indices.
+
+    Returns:
+        ``B`` token-id lists (best hypothesis by length-normalised log-probability), or a
+        :class:`SearchOutput` when ``return_timestamps`` is set.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    batch_size = encoder_out.size(0)
+    device = encoder_out.device
+    blank_id = int(model.blank_id)
+    context_size = int(model.context_size)
+    lens = [int(n) for n in encoder_out_lens.tolist()]
+    cache = PredictorCache(model, device)
+    beams = [HypothesisList([Hypothesis(initial_context(context_size, blank_id), 0.0)])
+             for _ in range(batch_size)]
+
+    for t in range(max(lens, default=0)):
+        rows = [b for b in range(batch_size) if t < lens[b]]
+        hyps = [list(beams[b]) for b in rows]
+        flat = [h for hs in hyps for h in hs]
+        owner = torch.tensor([b for b, hs in zip(rows, hyps) for _ in hs], dtype=torch.int64, device=device)
+        logits = model.join(encoder_out[owner, t], cache.get([h.ys for h in flat]))  # (N, V)
+        if blank_penalty != 0.0:
+            logits[:, blank_id] -= blank_penalty
+        scores = logits.float().log_softmax(dim=-1)
+        scores += torch.tensor([h.log_prob for h in flat], device=device).unsqueeze(1)
+        vocab = scores.size(1)
+        start = 0
+        for b, hs in zip(rows, hyps):
+            chunk = scores[start:start + len(hs)].reshape(-1)
+            start += len(hs)
+            values, indices = chunk.topk(min(beam_size, chunk.numel()))
+            new = HypothesisList()
+            for value, index in zip(values.tolist(), indices.tolist()):
+                parent, token = hs[index // vocab], index % vocab
+                if token == blank_id:
+                    new.add(Hypothesis(parent.ys[:], value, parent.timestamp[:]))
+                else:
+                    new.add(Hypothesis(parent.ys + [token], value, parent.timestamp + [t]))
+            beams[b] = new
+
+    best = [beams[b].best(length_norm=True, context_size=context_size) for b in range(batch_size)]
+    tokens = [strip_context(h.ys, context_size) for h in best]
+    if return_timestamps:
+        return SearchOutput(tokens, [h.timestamp for h in best])
+    return tokens

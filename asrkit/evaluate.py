@@ -1,0 +1,58 @@
+"""Stage "decode": decode test cut sets with a selected model and write icefall-style WER reports."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger(__name__)
+
+
+def test_set_name(cuts_path: Path) -> str:
+    """``data/fbank/synth_cuts_test.jsonl.gz`` -> ``test`` (the split name)."""
+    name = Path(cuts_path).name
+    for ext in (".jsonl.gz", ".jsonl", ".json.gz", ".json"):
+        if name.endswith(ext):
+            name = name[: -len(ext)]
+            break
+    return name.split("_cuts_")[-1]
+
+
+def decode_test_sets(
+    exp_dir: Path,
+    selection,
+    test_cuts: Sequence[Path],
+    lang_dir: Path,
+    method: str = "greedy_search",
+    search_opts: dict[str, Any] | None = None,
+    max_duration: float = 300.0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
+    ``{exp_dir}/{method}/`` and return {test set name: WER %}.
+    """
+    import torch
+
+    from asrkit.config import DataConfig
+    from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
+    from asrkit.data.tokenizer import Tokenizer
+    from asrkit.decoding.driver import decode_cuts
+    from asrkit.decoding.scoring import save_results
+    from asrkit.training.selection import load_selected_model
+
+    tokenizer = Tokenizer.load(lang_dir)
+    model, _ = load_selected_model(exp_dir, selection, device=torch.device(device))
+    out_dir = Path(exp_dir) / method
+    wers = {}
+    data_cfg = DataConfig(max_duration=max_duration, shuffle=False)
+    for path in test_cuts:
+        name = test_set_name(path)
+        cuts = load_cuts(path).to_eager()
+        loader = make_loader(AsrDataset(tokenizer), make_sampler(cuts, data_cfg, train=False, seed=0))
+        results = decode_cuts(model, loader, tokenizer, method, progress=progress, **(search_opts or {}))
+        key = f"{name}-{selection.suffix}"
+        wers[name] = save_results(out_dir, key, results, setting=f"{method}-{selection.suffix}")
+        log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
+    return wers

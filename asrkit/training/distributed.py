@@ -1,0 +1,85 @@
+"""Process-group set-up for DDP: ``--world-size N`` spawning on one machine, or torchrun's env://.
+
+NCCL on GPUs, gloo on CPU. A rank that raises tears the group down so the others exit instead of hanging
+(``torch.multiprocessing.spawn`` terminates the remaining processes when one fails).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistContext:
+    """Who this process is in a (possibly single-process) run."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    """True when RANK/WORLD_SIZE/LOCAL_RANK come from torchrun (or another env:// launcher)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(requested)
+
+
+def init_process_group(
+    rank: int, world_size: int, local_rank: int, device: str, master_port: int | None = None
+) -> DistContext:
+    """Join the process group (no-op for world_size 1) and return this process's context."""
+    dev = pick_device(device, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if not launched_by_torchrun():
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ["MASTER_PORT"] = str(master_port or 12354)
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=10), init_method="env://"
+        )
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum a tensor over ranks (returns it unchanged in a single process)."""
+    if ctx.distributed:
+        values = values.to(ctx.device)
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True if ``flag`` is set on any rank (used to stop all ranks together)."""
+    if not ctx.distributed:
+        return flag
+    t = all_reduce_sum(torch.tensor([1.0 if flag else 0.0]), ctx)
+    return bool(t.item() > 0)

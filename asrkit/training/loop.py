@@ -1,0 +1,579 @@
+"""The training loop: one function per job, shared by single-process and DDP runs.
+
+``train(job, cfg)`` is the library entry point of ``asrkit train``. With ``job.world_size > 1`` it spawns that
+many processes (gloo on CPU, NCCL on GPU); under torchrun each process calls it with the env:// rendezvous.
+Rank 0 alone logs to TensorBoard and writes checkpoints.
+
+The objective is icefall's: ``simple_scale * simple + pruned_scale * pruned (+ ctc_scale * ctc)`` where, during
+the first ``warm_step`` batches, the simple loss weight decays from 1 to ``simple_loss_scale`` and the pruned
+loss weight grows from 0.1 to 1 (the pruning bounds come from the simple loss, so they must become meaningful
+before the pruned loss carries the training).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from asrkit.config import TrainConfig, save_yaml
+from asrkit.data.datamodule import (
+    AsrDataset,
+    Batch,
+    SkipFirstBatches,
+    build_spec_augment,
+    filter_cuts,
+    load_cuts,
+    make_loader,
+    make_sampler,
+)
+from asrkit.data.tokenizer import Tokenizer
+from asrkit.errors import ConfigError, DataError
+from asrkit.training import distributed as D
+from asrkit.training.state import TrainState
+from asrkit.utils.dataclass_io import to_dict
+from asrkit.utils.logging import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainJob:
+    """Where a run reads and writes, and how it is launched (not part of the saved hyper-parameters)."""
+
+    exp_dir: Path
+    train_cuts: Path
+    lang_dir: Path
+    valid_cuts: Optional[Path] = None
+    world_size: int = 1
+    device: str = "auto"
+    start_epoch: int = 0  # > 0: resume from epoch-(start_epoch-1).pt
+    start_batch: int = 0  # > 0: resume from checkpoint-<start_batch>.pt
+    resume: bool = False  # resume from the latest checkpoint in exp_dir, if any
+    master_port: int = 12354
+    tensorboard: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the interruption checkpoint is written."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        super().__init__(f"training interrupted; state saved to {checkpoint} (continue with --resume)")
+        self.checkpoint = checkpoint
+
+
+class TooManyNonFiniteLosses(DataError):
+    """More batches than allowed had a non-finite loss."""
+
+
+def train(job: TrainJob, cfg: TrainConfig) -> Path:
+    """Train a transducer; returns the path of the last epoch checkpoint.
+
+    Raises:
+        ConfigError / DataError: bad options or data, naming the culprit.
+        TrainingInterrupted: on SIGINT/SIGTERM, after writing a checkpoint.
+    """
+    job.exp_dir = Path(job.exp_dir)
+    job.exp_dir.mkdir(parents=True, exist_ok=True)
+    if D.launched_by_torchrun():
+        import os
+
+        return _run_rank(
+            int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), job, cfg
+        )
+    if job.world_size > 1:
+        import torch.multiprocessing as mp
+
+        mp.spawn(_spawned_rank, args=(job, cfg), nprocs=job.world_size, join=True)
+        return _last_epoch_checkpoint(job.exp_dir, cfg.num_epochs)
+    return _run_rank(0, 1, 0, job, cfg)
+
+
+def _spawned_rank(rank: int, job: TrainJob, cfg: TrainConfig) -> None:
+    _run_rank(rank, job.world_size, rank, job, cfg)
+
+
+def _last_epoch_checkpoint(exp_dir: Path, num_epochs: int) -> Path:
+    from asrkit.training.checkpoint import epoch_checkpoint_path
+
+    return epoch_checkpoint_path(exp_dir, num_epochs)
+
+
+def _run_rank(rank: int, world_size: int, local_rank: int, job: TrainJob, cfg: TrainConfig) -> Path:
+    setup_logging(job.exp_dir / "log" / "train.log", rank=rank)
+    ctx = D.init_process_group(rank, world_size, local_rank, job.device, job.master_port)
+    try:
+        return Trainer(job, cfg, ctx).run()
+    finally:
+        D.destroy_process_group()
+
+
+class Trainer:
+    """Holds the model, optimizer, data and state of one rank; :meth:`run` trains to the end."""
+
+    def __init__(self, job: TrainJob, cfg: TrainConfig, ctx: D.DistContext) -> None:
+        from asrkit.loss import resolve_backend
+        from asrkit.models.build import build_transducer, count_parameters
+        from asrkit.training.optim import build_optimizer
+        from asrkit.training.schedulers import build_scheduler
+
+        self.job, self.cfg, self.ctx = job, cfg, ctx
+        if cfg.use_fp16 and cfg.use_bf16:
+            raise ConfigError("use_fp16 and use_bf16 are mutually exclusive: choose one")
+        if cfg.loss.ctc_loss_scale > 0 and not cfg.model.ctc_head:
+            raise ConfigError("loss.ctc_loss_scale > 0 needs model.ctc_head: true")
+        _seed_everything(cfg.seed)
+        self.tokenizer = Tokenizer.load(job.lang_dir)
+        cfg.model.vocab_size = self.tokenizer.vocab_size
+        self.loss_backend = resolve_backend(cfg.loss.backend)
+        self.model = build_transducer(cfg.model).to(ctx.device)
+        self.num_params = count_parameters(self.model)
+        if ctx.is_main:
+            log.info("model: %s encoder, %s parameters", cfg.model.encoder.type, f"{self.num_params:,}")
+            log.info("pruned RNN-T loss backend: %s; device: %s; world size: %d", self.loss_backend, ctx.device,
+                     ctx.world_size)
+            save_yaml(self.resolved_config(), job.exp_dir / "config.yaml")
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim)
+        self.scaler = _make_grad_scaler(cfg, ctx.device)
+        self.state = TrainState()
+        self.model_avg: Optional[dict[str, torch.Tensor]] = None
+        if ctx.is_main:
+            self.model_avg = {k: v.detach().to(torch.float64).clone() for k, v in self.model.state_dict().items()}
+        self._restore()
+        self.ddp_model = self.model
+        if ctx.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.train_cuts, self.valid_cuts = self._load_data()
+        self.writer = None
+        if ctx.is_main and job.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(job.exp_dir / "tensorboard"))
+        self._stop_signal: Optional[int] = None
+
+    # ------------------------------------------------------------------ set-up
+    def resolved_config(self) -> dict:
+        return to_dict(self.cfg)
+
+    def _restore(self) -> None:
+        from asrkit.training.checkpoint import (
+            batch_checkpoint_path,
+            epoch_checkpoint_path,
+            latest_checkpoint,
+            load_checkpoint,
+        )
+
+        job = self.job
+        path: Optional[Path] = None
+        if job.start_batch > 0:
+            path = batch_checkpoint_path(job.exp_dir, job.start_batch)
+        elif job.start_epoch > 1:
+            path = epoch_checkpoint_path(job.exp_dir, job.start_epoch - 1)
+        elif job.resume:
+            path = _latest_any_checkpoint(job.exp_dir, latest_checkpoint)
+        if path is None:
+            if job.start_epoch > 1 or job.start_batch > 0:
+                raise ConfigError(f"no checkpoint to resume from in {job.exp_dir}")
+            return
+        ckpt = load_checkpoint(path, map_location=self.ctx.device, required_keys=("model", "train_state"))
+        self.model.load_state_dict(ckpt["model"])
+        if "optimizer" in ckpt:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if "scheduler" in ckpt:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("grad_scaler"):
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
+        if self.model_avg is not None and ckpt.get("model_avg") is not None:
+            self.model_avg = {k: v.to(torch.float64) for k, v in ckpt["model_avg"].items()}
+        self.state = TrainState.from_dict(ckpt["train_state"])
+        if self.state.epoch_done:
+            self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+            self.state.epoch_done = False
+        _restore_rng(ckpt.get("rng"))
+        if self.ctx.is_main:
+            log.info("resumed from %s at epoch %d, batch %d of the epoch (%d steps in total)", path,
+                     self.state.epoch, self.state.batch_in_epoch, self.state.batch_idx_train)
+
+    def _load_data(self):
+        cfg, job = self.cfg, self.job
+        frames_fn = encoder_frames_fn(self.model)
+        train = load_cuts(job.train_cuts).to_eager()
+        train, _ = filter_cuts(train, self.tokenizer, frames_fn, cfg.data.min_utterance_duration,
+                               cfg.data.max_utterance_duration, name="train")
+        valid = None
+        if job.valid_cuts:
+            valid = load_cuts(job.valid_cuts).to_eager()
+            valid, _ = filter_cuts(valid, self.tokenizer, frames_fn, 0.0, math.inf, name="valid")
+        return train, valid
+
+    def _train_loader(self, epoch: int, skip: int):
+        cfg, ctx = self.cfg, self.ctx
+        sampler = make_sampler(self.train_cuts, cfg.data, train=True, seed=cfg.seed, world_size=ctx.world_size,
+                               rank=ctx.rank)
+        sampler.set_epoch(epoch)
+        transforms = []
+        if cfg.data.musan_cuts:
+            from lhotse.dataset import CutMix
+
+            transforms.append(CutMix(load_cuts(cfg.data.musan_cuts).to_eager(), p=0.5, snr=(10, 20),
+                                     preserve_id=True, seed=cfg.seed + epoch))
+        dataset = AsrDataset(self.tokenizer, build_spec_augment(cfg.data), transforms)
+        return make_loader(dataset, SkipFirstBatches(sampler, skip), cfg.data.num_workers)
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> Path:
+        cfg, state = self.cfg, self.state
+        self._install_signal_handlers()
+        started = time.monotonic()
+        last = None
+        while state.epoch <= cfg.num_epochs:
+            self.scheduler.step_epoch(state.epoch - 1)
+            self._train_one_epoch(started)
+            if self._out_of_time(started) and state.batch_in_epoch > 0:
+                last = self._save(kind="batch")
+                log.info("time budget of %.1f min reached; stopped mid-epoch", cfg.max_minutes)
+                break
+            valid_loss = self._validate()
+            if valid_loss is not None and valid_loss < state.best_valid_loss:
+                state.best_valid_loss, state.best_valid_epoch = valid_loss, state.epoch
+            state.epoch_done = True
+            last = self._save(kind="epoch")
+            if self.ctx.is_main:
+                log.info("epoch %d done: valid loss %s, best %.4f at epoch %d", state.epoch,
+                         "n/a" if valid_loss is None else f"{valid_loss:.4f}", state.best_valid_loss,
+                         state.best_valid_epoch)
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_done = False
+            if self._out_of_time(started):
+                log.info("time budget of %.1f min reached after epoch %d", cfg.max_minutes, state.epoch - 1)
+                break
+        if self.writer is not None:
+            self.writer.close()
+        return last
+
+    def _out_of_time(self, started: float) -> bool:
+        if self.cfg.max_minutes <= 0:
+            return False
+        return D.any_rank(time.monotonic() - started > self.cfg.max_minutes * 60, self.ctx)
+
+    def _train_one_epoch(self, started: float) -> None:
+        cfg, state, ctx = self.cfg, self.state, self.ctx
+        self.model.train()
+        loader = self._train_loader(state.epoch, state.batch_in_epoch)
+        progress = _progress(ctx.is_main and self.job.progress, f"epoch {state.epoch}")
+        for batch in loader:
+            state.batch_idx_train += 1
+            state.batch_in_epoch += 1
+            stats = self._train_step(batch)
+            self.scheduler.step_batch(state.batch_idx_train)
+            if self.model_avg is not None and state.batch_idx_train % cfg.average_period == 0:
+                from asrkit.training.averaging import update_running_average
+
+                update_running_average(self.model_avg, self.model, state.batch_idx_train, cfg.average_period)
+            if progress is not None:
+                progress.update(1)
+                if stats:
+                    progress.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{self._lr():.2e}")
+            if stats and state.batch_idx_train % cfg.log_interval == 0:
+                self._log_stats(stats)
+            if cfg.save_every_n > 0 and state.batch_idx_train % cfg.save_every_n == 0:
+                self._save(kind="batch")
+            if D.any_rank(self._stop_signal is not None, ctx):
+                path = self._save(kind="batch")
+                raise TrainingInterrupted(path)
+            if self._out_of_time(started):
+                break
+        if progress is not None:
+            progress.close()
+
+    def _train_step(self, batch: Batch) -> Optional[dict]:
+        cfg, ctx = self.cfg, self.ctx
+        losses = self._forward(self.ddp_model, batch)
+        scales = loss_scales(cfg, self.state.batch_idx_train)
+        total = scales[0] * losses.simple_loss + scales[1] * losses.pruned_loss
+        if losses.ctc_loss is not None:
+            total = total + cfg.loss.ctc_loss_scale * losses.ctc_loss
+        # Normalize by the global number of frames so that DDP's gradient averaging over ranks gives exactly
+        # the gradient of the single-process loss over the same global batch.
+        local = torch.tensor([float(batch.num_frames), 1.0 if torch.isfinite(total).all() else 0.0])
+        summed = D.all_reduce_sum(local.clone(), ctx).cpu()
+        global_frames, finite_ranks = summed[0].item(), summed[1].item()
+        if finite_ranks < ctx.world_size:
+            self.state.nonfinite_batches += 1
+            log.warning("non-finite loss at batch %d (skipped, %d so far); utterances: %s",
+                        self.state.batch_idx_train, self.state.nonfinite_batches, ", ".join(batch.cut_ids[:20]))
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.state.nonfinite_batches > cfg.max_nonfinite_batches:
+                raise TooManyNonFiniteLosses(
+                    f"{self.state.nonfinite_batches} batches had a non-finite loss (limit "
+                    f"max_nonfinite_batches={cfg.max_nonfinite_batches}); last utterances: "
+                    f"{', '.join(batch.cut_ids[:5])}",
+                    hint="lower optim.base_lr, or check the data of the named utterances",
+                )
+            if ctx.distributed:
+                # keep ranks in lock-step: a zero-loss backward still runs DDP's all-reduce
+                (total * 0.0).nan_to_num(0.0).backward()
+                self.optimizer.zero_grad(set_to_none=True)
+            return None
+        loss = total * (ctx.world_size / global_frames)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        grad_norm = _grad_norm(self.model)
+        if cfg.optim.name == "adamw" and cfg.optim.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        frames = max(batch.num_frames, 1)
+        stats = {
+            "loss": total.item() / frames,
+            "simple_loss": losses.simple_loss.item() / frames,
+            "pruned_loss": losses.pruned_loss.item() / frames,
+            "grad_norm": grad_norm,
+        }
+        if losses.ctc_loss is not None:
+            stats["ctc_loss"] = losses.ctc_loss.item() / frames
+        return stats
+
+    def _forward(self, model, batch: Batch):
+        cfg, device = self.cfg, self.ctx.device
+        y, y_lens = batch.padded_tokens(self.tokenizer.blank_id)
+        with _autocast(cfg, device):
+            return model(
+                batch.features.to(device),
+                batch.feature_lens.to(device),
+                y.to(device),
+                y_lens.to(device),
+                prune_range=cfg.loss.prune_range,
+                am_scale=cfg.loss.am_scale,
+                lm_scale=cfg.loss.lm_scale,
+                rnnt_type=cfg.loss.rnnt_type,
+                loss_backend=self.loss_backend,
+            )
+
+    def _validate(self) -> Optional[float]:
+        if self.valid_cuts is None:
+            return None
+        cfg, ctx = self.cfg, self.ctx
+        self.model.eval()
+        sampler = make_sampler(self.valid_cuts, cfg.data, train=False, seed=cfg.seed, world_size=ctx.world_size,
+                               rank=ctx.rank)
+        loader = make_loader(AsrDataset(self.tokenizer), sampler, num_workers=0)
+        totals = torch.zeros(3, dtype=torch.float64)
+        with torch.no_grad():
+            for batch in loader:
+                losses = self._forward(self.model, batch)
+                scales = loss_scales(cfg, self.state.batch_idx_train)
+                total = scales[0] * losses.simple_loss + scales[1] * losses.pruned_loss
+                if torch.isfinite(total):
+                    totals += torch.tensor([total.item(), losses.pruned_loss.item(), batch.num_frames])
+        totals = D.all_reduce_sum(totals, ctx).cpu()
+        self.model.train()
+        if totals[2] == 0:
+            return None
+        valid_loss = float(totals[0] / totals[2])
+        if self.writer is not None:
+            self.writer.add_scalar("valid/loss", valid_loss, self.state.batch_idx_train)
+            self.writer.add_scalar("valid/pruned_loss", float(totals[1] / totals[2]), self.state.batch_idx_train)
+        return valid_loss
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _log_stats(self, stats: dict) -> None:
+        if not self.ctx.is_main:
+            return
+        step = self.state.batch_idx_train
+        log.info("epoch %d batch %d (step %d): %s, lr %.2e", self.state.epoch, self.state.batch_in_epoch, step,
+                 ", ".join(f"{k} {v:.4f}" for k, v in stats.items()), self._lr())
+        if self.writer is not None:
+            for key, value in stats.items():
+                self.writer.add_scalar(f"train/{key}", value, step)
+            self.writer.add_scalar("train/lr", self._lr(), step)
+            if self.scaler is not None:
+                self.writer.add_scalar("train/grad_scale", self.scaler.get_scale(), step)
+
+    def _save(self, kind: str) -> Optional[Path]:
+        """Write a checkpoint on rank 0 (``kind`` 'epoch' or 'batch'); other ranks wait for it."""
+        from asrkit.training.checkpoint import (
+            batch_checkpoint_path,
+            epoch_checkpoint_path,
+            remove_old_checkpoints,
+            save_checkpoint,
+        )
+
+        path = None
+        if self.ctx.is_main:
+            if kind == "epoch":
+                path = epoch_checkpoint_path(self.job.exp_dir, self.state.epoch)
+            else:
+                path = batch_checkpoint_path(self.job.exp_dir, self.state.batch_idx_train)
+            payload = {
+                "model": self.model.state_dict(),
+                "model_avg": self.model_avg,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                "train_state": self.state.to_dict(),
+                "config": self.resolved_config(),
+                "rng": _rng_state(),
+            }
+            save_checkpoint(path, payload)
+            if kind == "batch" and self.cfg.keep_last_k > 0:
+                remove_old_checkpoints(self.job.exp_dir, self.cfg.keep_last_k)
+            log.info("saved %s", path)
+        if self.ctx.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return path
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            self._stop_signal = signum
+            log.warning("received signal %d: saving a checkpoint after the current batch", signum)
+
+        try:
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not in the main thread (e.g. some test runners)
+            pass
+
+
+# ---------------------------------------------------------------------- helpers
+def loss_scales(cfg: TrainConfig, batch_idx_train: int) -> tuple[float, float]:
+    """(simple_scale, pruned_scale) at a given step, icefall's warm-up weighting."""
+    s = cfg.loss.simple_loss_scale
+    warm = max(cfg.loss.warm_step, 1)
+    if batch_idx_train >= warm:
+        return s, 1.0
+    frac = batch_idx_train / warm
+    return 1.0 - frac * (1.0 - s), 0.1 + 0.9 * frac
+
+
+def encoder_frames_fn(model):
+    """A function mapping input frames to encoder output frames, measured on the model itself.
+
+    Uses ``model.encoder.output_lengths`` when the encoder defines it, else runs the encoder once per distinct
+    length (cached), which is exact for any encoder.
+    """
+    encoder = model.encoder
+    if hasattr(encoder, "output_lengths"):
+        def by_formula(num_frames: int) -> int:
+            return int(encoder.output_lengths(torch.tensor([num_frames]))[0])
+
+        return lru_cache(maxsize=None)(by_formula)
+
+    @lru_cache(maxsize=None)
+    def by_probe(num_frames: int) -> int:
+        if num_frames < 1:
+            return 0
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                x = torch.zeros(1, num_frames, model.encoder_input_dim if hasattr(model, "encoder_input_dim")
+                                else 80, device=device)
+                _, lens = model.run_encoder(x, torch.tensor([num_frames], device=device))
+            return int(lens[0])
+        except RuntimeError:
+            return 0  # too short for the front-end's convolutions
+        finally:
+            model.train(was_training)
+
+    return by_probe
+
+
+def _latest_any_checkpoint(exp_dir: Path, latest_batch_checkpoint) -> Optional[Path]:
+    """The checkpoint (batch or epoch) with the most training steps."""
+    from asrkit.training.checkpoint import find_epoch_checkpoints, load_checkpoint
+
+    candidates = list(find_epoch_checkpoints(exp_dir).values())
+    batch_ckpt = latest_batch_checkpoint(exp_dir)
+    if batch_ckpt is not None:
+        candidates.append(batch_ckpt)
+    best, best_steps = None, -1
+    for path in candidates:
+        steps = load_checkpoint(path, required_keys=("train_state",))["train_state"]["batch_idx_train"]
+        if steps > best_steps:
+            best, best_steps = path, steps
+    return best
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": list(_python_state_to_list(random.getstate()))}
+
+
+def _python_state_to_list(state):
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _restore_rng(state: Optional[dict]) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _make_grad_scaler(cfg: TrainConfig, device: torch.device):
+    if not cfg.use_fp16:
+        return None
+    return torch.amp.GradScaler(device.type, init_scale=1024.0, growth_interval=200)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.use_fp16:
+        return torch.autocast(device.type, dtype=torch.float16)
+    if cfg.use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, enabled=False)
+
+
+def _grad_norm(model: torch.nn.Module) -> float:
+    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def _progress(enabled: bool, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit="batch", dynamic_ncols=True, leave=False)

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Staged recipe for the offline synthetic-speech corpus (espeak-ng voices; test voices unseen in training).
+# Each stage is one `asrkit` call; finished work is skipped on re-runs (--force redoes it).
+set -euo pipefail
+
+stage=0
+stop_stage=8
+hours=2.0                       # hours of synthetic audio (train+dev+test)
+seed=0
+recipe=recipes/zipformer-xs.yaml
+exp_dir=exp/zipformer-xs
+vocab_size=100
+epoch=""                        # epoch to decode/export (default: the recipe's num_epochs)
+avg=2
+method=greedy_search
+num_jobs=2
+force=""
+extra_train_args=()
+
+usage() {
+  cat <<USAGE
+Usage: egs/synth/run.sh [--stage N] [--stop-stage M] [options]
+
+Stages:
+  0  generate the synthetic corpus + manifests   (asrkit prepare synth)
+  1  fbank features, speed perturbation on train (asrkit prepare fbank)
+  2  sentencepiece tokenizer                     (asrkit prepare tokenizer)
+  3  train                                       (asrkit train)
+  4  average checkpoints                         (asrkit average)
+  5  decode the unseen-voice test set            (asrkit decode)
+  6  export pretrained.pt + ONNX                  (asrkit export)
+  7  transcribe two test files with the export   (asrkit transcribe)
+  8  print the test WER
+
+Options:
+  --hours H           corpus size in hours (default $hours)
+  --seed S            corpus seed (default $seed)
+  --recipe FILE       training preset, relative to the repository root (default $recipe)
+  --exp-dir DIR       experiment directory (default $exp_dir)
+  --vocab-size N      tokenizer vocabulary bound (default $vocab_size)
+  --epoch E --avg N   which checkpoints to average/decode/export (default: last epoch, avg $avg)
+  --method M          decoding method (default $method)
+  --num-jobs J        parallel processes for data preparation (default $num_jobs)
+  --train-args "..."  extra arguments for asrkit train (e.g. "--set num_epochs=2")
+  --force             redo finished stages
+USAGE
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --stop-stage) stop_stage="$2"; shift 2 ;;
+    --hours) hours="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --recipe) recipe="$2"; shift 2 ;;
+    --exp-dir) exp_dir="$2"; shift 2 ;;
+    --vocab-size) vocab_size="$2"; shift 2 ;;
+    --epoch) epoch="$2"; shift 2 ;;
+    --avg) avg="$2"; shift 2 ;;
+    --method) method="$2"; shift 2 ;;
+    --num-jobs) num_jobs="$2"; shift 2 ;;
+    --train-args) read -r -a extra_train_args <<< "$2"; shift 2 ;;
+    --force) force="--force"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$here"
+case "$recipe" in /*) ;; *) recipe="$root/$recipe" ;; esac
+
+log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+timed() { local t0=$SECONDS; "$@"; log "stage took $((SECONDS - t0)) s"; }
+
+if [ -z "$epoch" ]; then
+  epoch=$(python3 -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('num_epochs', 10))" "$recipe")
+fi
+[ "$avg" -le "$epoch" ] || avg=$epoch
+select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
+
+if run_stage 0; then
+  log "stage 0: synthetic corpus ($hours h, seed $seed)"
+  timed asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours "$hours" --seed "$seed" \
+    --num-jobs "$num_jobs"
+fi
+if run_stage 1; then
+  log "stage 1: fbank"
+  timed asrkit prepare fbank --prefix synth --split train --split dev --split test --speed-perturb train \
+    --manifest-dir data/manifests --output-dir data/fbank --num-jobs "$num_jobs" $force
+fi
+if run_stage 2; then
+  log "stage 2: tokenizer"
+  timed asrkit prepare tokenizer --cuts data/fbank/synth_cuts_train.jsonl.gz --lang-dir data/lang \
+    --vocab-size "$vocab_size" --model-type unigram $force
+fi
+if run_stage 3; then
+  log "stage 3: train ($recipe)"
+  [ -z "$force" ] || rm -rf "$exp_dir"
+  timed asrkit train --recipe "$recipe" --exp-dir "$exp_dir" --lang-dir data/lang \
+    --train-cuts data/fbank/synth_cuts_train.jsonl.gz --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz \
+    --resume "${extra_train_args[@]}"
+fi
+if run_stage 4; then
+  log "stage 4: average (epoch $epoch, avg $avg)"
+  timed asrkit average "${select_args[@]}"
+fi
+if run_stage 5; then
+  log "stage 5: decode ($method)"
+  timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$method" \
+    --cuts data/fbank/synth_cuts_test.jsonl.gz
+fi
+if run_stage 6; then
+  log "stage 6: export"
+  timed asrkit export "${select_args[@]}" --lang-dir data/lang --format pretrained --format onnx \
+    --output-dir "$exp_dir/exported"
+fi
+if run_stage 7; then
+  log "stage 7: transcribe two test files"
+  mapfile -t wavs < <(find data/synth -name '*.wav' -path '*test*' | sort | head -n 2)
+  [ ${#wavs[@]} -gt 0 ] || mapfile -t wavs < <(find data/synth -name '*.wav' | sort | head -n 2)
+  timed asrkit transcribe --model "$exp_dir/exported/pretrained.pt" "${wavs[@]}"
+fi
+if run_stage 8; then
+  summary="$exp_dir/$method/wer-summary-test-epoch-$epoch-avg-$avg-use-averaged-model.txt"
+  [ -f "$summary" ] || { echo "run.sh: $summary not found (run stage 5)" >&2; exit 1; }
+  wer=$(awk 'NR==2 {print $2}' "$summary")
+  log "test set (unseen voices), $method, $(basename "$summary")"
+  echo "%WER = $wer"
+fi

@@ -1,0 +1,60 @@
+"""decode_cuts: batches in, (id, ref words, hyp words) out."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from asrkit.decoding.driver import decode_cuts
+from asrkit.decoding.greedy_search import greedy_search
+from asrkit.errors import ConfigError
+from tests.test_decoding_search import _tiny_transducer
+
+
+class LetterTokenizer:
+    """id i -> letter chr(ord('a') + i - 1); id 3 ('c') is a word separator (space)."""
+
+    def decode(self, ids):
+        return ["".join(" " if i == 3 else chr(ord("a") + i - 1) for i in seq) for seq in ids]
+
+
+def _batches():
+    torch.manual_seed(3)
+    for k in range(2):
+        yield SimpleNamespace(
+            features=torch.randn(2, 24, 8),
+            feature_lens=torch.tensor([24, 18]),
+            texts=["ab ba", "a"],
+            cut_ids=[f"c{k}a", f"c{k}b"],
+        )
+
+
+def test_decode_cuts_matches_direct_search():
+    model = _tiny_transducer()
+    results = decode_cuts(model, _batches(), LetterTokenizer(), "greedy_search", progress=False)
+    assert [r[0] for r in results] == ["c0a", "c0b", "c1a", "c1b"]
+    assert results[0][1] == ["ab", "ba"] and results[1][1] == ["a"]
+    expected = []
+    for batch in _batches():
+        enc, lens = model.encode(batch.features, batch.feature_lens)
+        expected += [t.split() for t in LetterTokenizer().decode(greedy_search(model, enc, lens))]
+    assert [r[2] for r in results] == expected
+    assert any(r[2] for r in results)
+
+
+@pytest.mark.parametrize("method", ["modified_beam_search", "beam_search"])
+def test_decode_cuts_other_methods_run(method):
+    results = decode_cuts(_tiny_transducer(), _batches(), LetterTokenizer(), method, progress=False, beam_size=2)
+    assert len(results) == 4
+
+
+def test_unknown_method_fails_before_reading_batches():
+    def exploding():
+        raise AssertionError("batches must not be read")
+        yield  # pragma: no cover
+
+    with pytest.raises(ConfigError) as err:
+        decode_cuts(_tiny_transducer(), exploding(), LetterTokenizer(), "beam-search")
+    assert "greedy_search" in err.value.hint and "beam_search" in err.value.hint
