@@ -10,7 +10,7 @@ import torch
 from asrkit.decoding.driver import decode_cuts
 from asrkit.decoding.greedy_search import greedy_search
 from asrkit.errors import ConfigError
-from tests.test_decoding_search import _tiny_transducer
+from test_decoding_search import _tiny_transducer
 
 
 class LetterTokenizer:

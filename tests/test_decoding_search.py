@@ -233,3 +233,12 @@ def test_fast_beam_search_without_k2_names_k2():
         model = _tiny_transducer()
         tokens, _, _ = run_search(model, torch.randn(1, 10, 8), torch.tensor([10]), "fast_beam_search")
         assert len(tokens) == 1
+
+
+@pytest.mark.parametrize("search", [greedy_search, modified_beam_search, beam_search])
+def test_unk_is_treated_as_blank(search):
+    # frame 1 prefers token 2 (<unk>); with unk_id=2 it is skipped like blank
+    enc = _frames([0, 9, 0, 0], [0, 0, 20, 0], [0, 0, 0, 9]).unsqueeze(0)
+    lens = torch.tensor([3])
+    assert search(HandModel(4), enc, lens) == [[1, 2, 3]]
+    assert search(HandModel(4), enc, lens, unk_id=2) == [[1, 3]]

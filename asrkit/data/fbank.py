@@ -57,8 +57,10 @@ def compute_fbank_for_splits(
                 raise DataError(f"manifest {p} does not exist", hint="run the `asrkit prepare manifests` stage")
         recordings = RecordingSet.from_file(rec_path)
         supervisions = SupervisionSet.from_file(sup_path)
-        cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions).trim_to_supervisions(
-            keep_overlapping=False
+        cuts = (
+            CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+            .trim_to_supervisions(keep_overlapping=False)
+            .to_eager()
         )
         if split in speed_perturb_splits:
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)

@@ -26,6 +26,7 @@ def _search_one(
     beam_size: int,
     blank_penalty: float,
     max_expansions_per_frame: int,
+    unk_id: int | None,
 ) -> Hypothesis:
     """Beam search over one utterance's (T, J) encoder output; returns the best hypothesis."""
     blank_id = int(model.blank_id)
@@ -45,7 +46,7 @@ def _search_one(
             done.add(Hypothesis(y_star.ys[:], y_star.log_prob + float(log_probs[blank_id]), y_star.timestamp[:]))
             values, tokens = log_probs.topk(min(beam_size + 1, log_probs.numel()))
             for value, token in zip(values.tolist(), tokens.tolist()):
-                if token != blank_id:
+                if token != blank_id and token != unk_id:
                     todo.add(Hypothesis(y_star.ys + [token], y_star.log_prob + value, y_star.timestamp + [t]))
             if len(todo) == 0:
                 break
@@ -65,6 +66,7 @@ def beam_search(
     beam_size: int = 4,
     blank_penalty: float = 0.0,
     max_expansions_per_frame: int = 100,
+    unk_id: int | None = None,
     return_timestamps: bool = False,
 ) -> list[list[int]] | SearchOutput:
     """Graves-style beam search, run utterance by utterance.
@@ -77,6 +79,7 @@ def beam_search(
         blank_penalty: subtracted from the blank logit before the log-softmax.
         max_expansions_per_frame: safety bound on hypotheses popped per frame (an untrained
             model with flat outputs would otherwise expand for a very long time).
+        unk_id: if given, this token is never emitted.
         return_timestamps: also return per-token encoder frame indices.
 
     Returns:
@@ -85,7 +88,7 @@ def beam_search(
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     best = [
-        _search_one(model, encoder_out[b, : int(n)], beam_size, blank_penalty, max_expansions_per_frame)
+        _search_one(model, encoder_out[b, : int(n)], beam_size, blank_penalty, max_expansions_per_frame, unk_id)
         for b, n in enumerate(encoder_out_lens.tolist())
     ]
     context_size = int(model.context_size)

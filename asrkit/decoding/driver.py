@@ -26,7 +26,8 @@ def decode_cuts(
             :func:`asrkit.inference.load_model`.
         batches: iterable of objects with ``features`` (B, T, 80), ``feature_lens`` (B,),
             ``texts`` (B reference strings) and ``cut_ids`` (B ids).
-        tokenizer: object with ``decode(list[list[int]]) -> list[str]``.
+        tokenizer: object with ``decode(list[list[int]]) -> list[str]`` (and optionally
+            ``unk_id``, a token the searches then never emit).
         method: ``greedy_search``, ``beam_search``, ``modified_beam_search``,
             ``ctc_greedy_search``, ``fast_beam_search`` or ``fast_beam_search_nbest``.
         progress: show a tqdm progress bar.
@@ -45,9 +46,10 @@ def decode_cuts(
     check_options(method, opts)
     if isinstance(model, torch.nn.Module):
         model.eval()
+    unk_id = getattr(tokenizer, "unk_id", None)  # <unk> is never emitted (as in icefall/sherpa-onnx)
     results: list[tuple[str, list[str], list[str]]] = []
     for batch in tqdm(batches, desc=f"decode ({method})", unit="batch", disable=not progress):
-        tokens, _, _ = run_search(model, batch.features, batch.feature_lens, method, **opts)
+        tokens, _, _ = run_search(model, batch.features, batch.feature_lens, method, unk_id=unk_id, **opts)
         texts = tokenizer.decode(tokens)
         for cut_id, ref, hyp in zip(batch.cut_ids, batch.texts, texts):
             results.append((str(cut_id), ref.split(), hyp.split()))

@@ -20,6 +20,7 @@ def greedy_search(
     encoder_out_lens: torch.Tensor,
     max_sym_per_frame: int = 1,
     blank_penalty: float = 0.0,
+    unk_id: int | None = None,
     return_timestamps: bool = False,
 ) -> list[list[int]] | SearchOutput:
     """Greedy transducer search over a batch of utterances.
@@ -37,6 +38,8 @@ def greedy_search(
         encoder_out_lens: (B,) number of valid frames per utterance.
         max_sym_per_frame: most non-blank tokens emitted on one frame (>= 1).
         blank_penalty: subtracted from the blank logit (> 0 makes deletions less likely).
+        unk_id: if given, this token is treated like blank (never emitted), as icefall and
+            sherpa-onnx do.
         return_timestamps: also return, per token, the encoder frame where it was emitted.
 
     Returns:
@@ -65,7 +68,7 @@ def greedy_search(
             if blank_penalty != 0.0:
                 logits[:, blank_id] -= blank_penalty
             best = logits.argmax(dim=-1).tolist()
-            emitted = [(i, y) for i, y in zip(rows, best) if y != blank_id]
+            emitted = [(i, y) for i, y in zip(rows, best) if y != blank_id and y != unk_id]
             if not emitted:
                 break
             for i, y in emitted:

@@ -46,6 +46,7 @@ def modified_beam_search(
     encoder_out_lens: torch.Tensor,
     beam_size: int = 4,
     blank_penalty: float = 0.0,
+    unk_id: int | None = None,
     return_timestamps: bool = False,
 ) -> list[list[int]] | SearchOutput:
     """Modified beam search over a batch of utterances.
@@ -56,6 +57,7 @@ def modified_beam_search(
         encoder_out_lens: (B,) number of valid frames per utterance.
         beam_size: hypotheses kept per utterance (>= 1).
         blank_penalty: subtracted from the blank logit before the log-softmax.
+        unk_id: if given, this token is treated like blank (the hypothesis is not extended).
         return_timestamps: also return per-token encoder frame indices.
 
     Returns:
@@ -92,7 +94,7 @@ def modified_beam_search(
             new = HypothesisList()
             for value, index in zip(values.tolist(), indices.tolist()):
                 parent, token = hs[index // vocab], index % vocab
-                if token == blank_id:
+                if token == blank_id or token == unk_id:
                     new.add(Hypothesis(parent.ys[:], value, parent.timestamp[:]))
                 else:
                     new.add(Hypothesis(parent.ys + [token], value, parent.timestamp + [t]))

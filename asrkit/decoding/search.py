@@ -14,7 +14,9 @@ import torch
 from asrkit.errors import ConfigError
 
 # Options that every transducer search function takes positionally, never from the user.
-_POSITIONAL = {"model", "encoder_out", "encoder_out_lens", "ctc_log_probs", "lens", "blank_id", "return_timestamps"}
+_POSITIONAL = {
+    "model", "encoder_out", "encoder_out_lens", "ctc_log_probs", "lens", "blank_id", "unk_id", "return_timestamps",
+}
 
 
 def _greedy() -> Callable:
@@ -115,6 +117,7 @@ def run_search(
     feature_lens: torch.Tensor,
     method: str = "greedy_search",
     return_timestamps: bool = False,
+    unk_id: int | None = None,
     **opts: Any,
 ) -> tuple[list[list[int]], list[list[int]] | None, torch.Tensor]:
     """Encode a batch of features and search it with ``method``.
@@ -125,6 +128,8 @@ def run_search(
         feature_lens: (B,) valid frames per utterance.
         method: a name in :data:`SEARCH_METHODS`.
         return_timestamps: also return per-token encoder frame indices.
+        unk_id: token never emitted by transducer searches (defaults to ``model.unk_id`` when
+            the model has one, e.g. models from :func:`asrkit.inference.load_model`).
         **opts: method options (see :func:`search_options`).
 
     Returns:
@@ -138,6 +143,10 @@ def run_search(
     if return_timestamps and method in _NO_TIMESTAMPS:
         raise ConfigError(f"decoding method {method!r} does not produce timestamps",
                           hint="use greedy_search or modified_beam_search for timestamps")
+    if unk_id is None:
+        unk_id = getattr(model, "unk_id", None)
+    if "unk_id" in inspect.signature(fn).parameters:
+        opts = {**opts, "unk_id": unk_id}
     device = model_device(model)
     features = features.to(device)
     feature_lens = feature_lens.to(device)

@@ -125,16 +125,16 @@ class Transducer(nn.Module):
         Raises:
             DataError: if shapes disagree or an utterance has more tokens than encoder frames.
         """
+        _check_batch(x, x_lens, y, y_lens)
+        raw, enc_lens = self.run_encoder(x, x_lens)
+        _check_lengths(enc_lens, y_lens, x_lens)
+
         from asrkit.loss import (
             do_rnnt_pruning,
             get_rnnt_prune_ranges,
             rnnt_loss_pruned,
             rnnt_loss_smoothed,
         )
-
-        _check_batch(x, x_lens, y, y_lens)
-        raw, enc_lens = self.run_encoder(x, x_lens)
-        _check_lengths(enc_lens, y_lens, x_lens)
 
         # Positions beyond y_lens may hold anything (blank, -1): make them blank so the loss can index them.
         y = y.masked_fill(torch.arange(y.size(1), device=y.device).unsqueeze(0) >= y_lens.unsqueeze(1), self.blank_id)
