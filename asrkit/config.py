@@ -28,7 +28,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     clipping_scale: float = 2.0  # ScaledAdam: clip at this multiple of the median recent grad norm
     max_grad_norm: float = 5.0  # AdamW: plain norm clipping
-    scheduler: Literal["eden", "warmup_cosine", "warmup_inverse_sqrt"] = "eden"
+    scheduler: Literal["eden", "warmup_inverse_sqrt"] = "eden"  # warmup_inverse_sqrt: for AdamW
     lr_batches: float = 7500.0  # Eden's B
     lr_epochs: float = 3.5  # Eden's E
     warmup_batches: int = 500

@@ -44,7 +44,7 @@ def _train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, sched, n: i
         opt.zero_grad()
         loss.backward()
         opt.step()
-        sched.step()
+        sched.step_batch()
 
 
 def _assert_nested_equal(a, b, where="payload"):
@@ -82,11 +82,25 @@ def _lhotse_sampler_state() -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
+def _build(name: str, seed: int):
+    from asrkit.training.optim import build_optimizer
+    from asrkit.training.schedulers import build_scheduler
+
+    model = _tiny_model(seed)
+    if name == "scaled_adam":
+        opt = build_optimizer(model, "scaled_adam", lr=0.045)
+        sched = build_scheduler("eden", opt, lr_batches=5, lr_epochs=2, warmup_batches=2)
+    else:
+        opt = build_optimizer(model, "adamw", lr=1e-2, weight_decay=0.1)
+        sched = build_scheduler("warmup_inverse_sqrt", opt, warmup_batches=2)
+    return model, opt, sched
+
+
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_round_trip_of_real_training_state_and_resume_matches(tmp_path):
-    model = _tiny_model()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 / (1 + step))
+@pytest.mark.parametrize("optimizer_name", ["scaled_adam", "adamw"])
+def test_round_trip_of_real_training_state_and_resume_matches(tmp_path, optimizer_name):
+    model, opt, sched = _build(optimizer_name, seed=0)
+    sched.step_epoch(1)
     _train_steps(model, opt, sched, 3, seed=1)
     model_avg = {k: v.detach().to(torch.float64).clone() for k, v in model.state_dict().items()}
     payload = {
@@ -106,14 +120,12 @@ def test_round_trip_of_real_training_state_and_resume_matches(tmp_path):
     assert loaded["model_avg"]["0.weight"].dtype == torch.float64
 
     # Resuming from the loaded state gives exactly the trajectory of the uninterrupted run.
-    model2 = _tiny_model(seed=99)
-    opt2 = torch.optim.AdamW(model2.parameters(), lr=1e-2, weight_decay=0.1)
-    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda step: 1.0 / (1 + step))
+    model2, opt2, sched2 = _build(optimizer_name, seed=99)
     model2.load_state_dict(loaded["model"])
     opt2.load_state_dict(loaded["optimizer"])
     sched2.load_state_dict(loaded["scheduler"])
-    _train_steps(model, opt, sched, 2, seed=7)
-    _train_steps(model2, opt2, sched2, 2, seed=7)
+    _train_steps(model, opt, sched, 4, seed=7)
+    _train_steps(model2, opt2, sched2, 4, seed=7)
     for (k, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
         assert torch.equal(a, b), k
 
@@ -285,9 +297,10 @@ def test_find_latest_and_remove_old_checkpoints(tmp_path):
         _touch_ckpt(batch_checkpoint_path(tmp_path, b))
     for e in (10, 2, 1):
         _touch_ckpt(epoch_checkpoint_path(tmp_path, e))
-    (tmp_path / ".checkpoint-99999.pt.abc123.tmp").write_bytes(b"half")
+    (tmp_path / ".checkpoint-99999.pt.abc123xy.tmp").write_bytes(b"half")
     (tmp_path / "checkpoint-abc.pt").write_bytes(b"")
     (tmp_path / "checkpoint-7.pt.bak").write_bytes(b"")
+    (tmp_path / ".notes.tmp").write_bytes(b"not ours")
 
     names = [p.name for p in find_checkpoints(tmp_path)]
     assert names == ["checkpoint-12000.pt", "checkpoint-1000.pt", "checkpoint-900.pt", "checkpoint-50.pt"]
@@ -303,9 +316,9 @@ def test_find_latest_and_remove_old_checkpoints(tmp_path):
     with pytest.raises(ValueError):
         remove_old_checkpoints(tmp_path, keep_last_k=-1)
 
-    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".checkpoint-99999.pt.abc123.tmp"]
-    assert not (tmp_path / ".checkpoint-99999.pt.abc123.tmp").exists()
-    assert (tmp_path / "checkpoint-7.pt.bak").exists()
+    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".checkpoint-99999.pt.abc123xy.tmp"]
+    assert not (tmp_path / ".checkpoint-99999.pt.abc123xy.tmp").exists()
+    assert (tmp_path / "checkpoint-7.pt.bak").exists() and (tmp_path / ".notes.tmp").exists()
 
 
 def test_helpers_on_missing_directory(tmp_path):

@@ -238,7 +238,7 @@ def test_fast_beam_search_without_k2_names_k2():
 @pytest.mark.parametrize("search", [greedy_search, modified_beam_search, beam_search])
 def test_unk_is_treated_as_blank(search):
     # frame 1 prefers token 2 (<unk>); with unk_id=2 it is skipped like blank
-    enc = _frames([0, 9, 0, 0], [0, 0, 20, 0], [0, 0, 0, 9]).unsqueeze(0)
+    enc = _frames([10, 30, 0, 0], [10, 0, 30, 0], [10, 0, 0, 30]).unsqueeze(0)
     lens = torch.tensor([3])
     assert search(HandModel(4), enc, lens) == [[1, 2, 3]]
     assert search(HandModel(4), enc, lens, unk_id=2) == [[1, 3]]

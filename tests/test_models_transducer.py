@@ -207,7 +207,7 @@ def test_forward_losses_finite_and_decrease(encoder, predictor):
         assert losses.simple_loss.dim() == 0 and losses.pruned_loss.dim() == 0 and losses.ctc_loss.dim() == 0
         total = 0.5 * losses.simple_loss + losses.pruned_loss + 0.1 * losses.ctc_loss
         assert torch.isfinite(total)
-        totals.append(float(total))
+        totals.append(total.item())
         opt.zero_grad()
         total.backward()
         opt.step()
@@ -215,18 +215,21 @@ def test_forward_losses_finite_and_decrease(encoder, predictor):
 
 
 def test_forward_loss_is_summed_over_batch():
-    model = tiny_model()
-    model.eval()  # no dropout: deterministic
+    """Without smoothing (which averages a unigram LM over the batch) and with a prune range covering every
+    symbol, each loss of a padded batch is the sum of the per-utterance losses."""
+    model = tiny_model()  # eval(): no dropout
     x, x_lens, y, y_lens = _batch()
+    kw = dict(prune_range=y.size(1) + 1, am_scale=0.0, lm_scale=0.0)
     with torch.no_grad():
-        full = model(x, x_lens, y, y_lens, prune_range=3)
+        full = model(x, x_lens, y, y_lens, **kw)
         parts = [
-            model(x[i : i + 1, : x_lens[i]], x_lens[i : i + 1], y[i : i + 1, : y_lens[i]], y_lens[i : i + 1], prune_range=3)
+            model(x[i : i + 1, : x_lens[i]], x_lens[i : i + 1], y[i : i + 1, : y_lens[i]], y_lens[i : i + 1], **kw)
             for i in range(3)
         ]
     assert full.ctc_loss is None
-    torch.testing.assert_close(full.simple_loss, sum(p.simple_loss for p in parts), rtol=1e-4, atol=1e-3)
-    torch.testing.assert_close(full.pruned_loss, sum(p.pruned_loss for p in parts), rtol=1e-4, atol=1e-3)
+    for name in ("simple_loss", "pruned_loss"):
+        total = sum(getattr(p, name) for p in parts)
+        torch.testing.assert_close(getattr(full, name), total, rtol=1e-4, atol=1e-3)
 
 
 def test_forward_rejects_transcripts_longer_than_encoder_output():

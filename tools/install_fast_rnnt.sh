@@ -74,11 +74,11 @@ FT_SDIST="${BUILD_DIR}/fast_rnnt-${FAST_RNNT_VERSION}.tar.gz"
 PB_SDIST="${BUILD_DIR}/pybind11-${PYBIND11_VERSION}.tar.gz"
 if [[ ! -f "${FT_SDIST}" ]]; then
     log "downloading fast_rnnt==${FAST_RNNT_VERSION} sdist"
-    "${PIP[@]}" download --quiet --no-deps --no-binary :all: "fast_rnnt==${FAST_RNNT_VERSION}" -d "${BUILD_DIR}"
+    "${PIP[@]}" download --quiet --no-deps --no-binary fast_rnnt "fast_rnnt==${FAST_RNNT_VERSION}" -d "${BUILD_DIR}"
 fi
 if [[ ! -f "${PB_SDIST}" ]]; then
     log "downloading pybind11==${PYBIND11_VERSION} sdist"
-    "${PIP[@]}" download --quiet --no-deps --no-binary :all: "pybind11==${PYBIND11_VERSION}" -d "${BUILD_DIR}"
+    "${PIP[@]}" download --quiet --no-deps --no-binary pybind11 "pybind11==${PYBIND11_VERSION}" -d "${BUILD_DIR}"
 fi
 
 PB_DIR="${BUILD_DIR}/pybind11-${PYBIND11_VERSION}"

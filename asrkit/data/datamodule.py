@@ -206,7 +206,7 @@ def make_sampler(cuts, cfg: DataConfig, train: bool, seed: int, world_size: int 
         max_duration=cfg.max_duration,
         num_buckets=cfg.num_buckets,
         shuffle=train and cfg.shuffle,
-        drop_last=train and world_size > 1,
+        drop_last=False,  # lhotse already gives every rank the same number of batches
         world_size=world_size,
         rank=rank,
         seed=seed,

@@ -43,7 +43,10 @@ def _search_one(
             if blank_penalty != 0.0:
                 logits[blank_id] -= blank_penalty
             log_probs = logits.float().log_softmax(dim=-1)
-            done.add(Hypothesis(y_star.ys[:], y_star.log_prob + float(log_probs[blank_id]), y_star.timestamp[:]))
+            stay = log_probs[blank_id]
+            if unk_id is not None:  # <unk> is treated like blank: its mass goes to "no emission"
+                stay = torch.logaddexp(stay, log_probs[unk_id])
+            done.add(Hypothesis(y_star.ys[:], y_star.log_prob + float(stay), y_star.timestamp[:]))
             values, tokens = log_probs.topk(min(beam_size + 1, log_probs.numel()))
             for value, token in zip(values.tolist(), tokens.tolist()):
                 if token != blank_id and token != unk_id:
@@ -79,7 +82,7 @@ def beam_search(
         blank_penalty: subtracted from the blank logit before the log-softmax.
         max_expansions_per_frame: safety bound on hypotheses popped per frame (an untrained
             model with flat outputs would otherwise expand for a very long time).
-        unk_id: if given, this token is never emitted.
+        unk_id: if given, this token is treated like blank (never emitted).
         return_timestamps: also return per-token encoder frame indices.
 
     Returns:

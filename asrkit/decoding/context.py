@@ -41,7 +41,14 @@ def strip_context(ys: Sequence[int], context_size: int) -> list[int]:
 
 
 def uses_full_history(model: Any) -> bool:
-    """True when the model's predictor is recurrent (its output depends on the whole history)."""
+    """True when the model's predictor is recurrent (its output depends on the whole history).
+
+    Exported models (:func:`asrkit.inference.load_model`) say so in ``recurrent_predictor``;
+    for a ``Transducer`` it is read off the predictor (recurrent ones have ``initial_state``).
+    """
+    flag = getattr(model, "recurrent_predictor", None)
+    if flag is not None:
+        return bool(flag)
     predictor = getattr(model, "predictor", None)
     return predictor is not None and hasattr(predictor, "initial_state")
 

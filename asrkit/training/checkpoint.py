@@ -69,6 +69,8 @@ _BATCH_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 _TMP_PREFIX = "."
 _TMP_SUFFIX = ".tmp"
+# ".<name>.<8 random chars from tempfile>.tmp", e.g. ".checkpoint-800.pt.k2x9_a0q.tmp"
+_TMP_RE = re.compile(r"^\..+\.pth?\.[a-z0-9_]{8}\.tmp$")
 
 # Leaf types that torch's weights_only unpickler reconstructs (checked against torch 2.13).
 _SAFE_LEAVES: tuple[type, ...] = (
@@ -339,8 +341,7 @@ def remove_stale_temp_files(exp_dir: str | os.PathLike[str]) -> list[Path]:
         return []
     removed = []
     for p in exp_dir.iterdir():
-        name = p.name
-        if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX) and ".pt." in name and p.is_file():
+        if _TMP_RE.match(p.name) and p.is_file():
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed

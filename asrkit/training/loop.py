@@ -36,7 +36,7 @@ from asrkit.data.datamodule import (
     make_sampler,
 )
 from asrkit.data.tokenizer import Tokenizer
-from asrkit.errors import ConfigError, DataError
+from asrkit.errors import AsrkitError, ConfigError, DataError
 from asrkit.training import distributed as D
 from asrkit.training.state import TrainState
 from asrkit.utils.dataclass_io import to_dict
@@ -64,7 +64,7 @@ class TrainJob:
     extra: dict = field(default_factory=dict)
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(AsrkitError):
     """Raised after a SIGINT/SIGTERM once the interruption checkpoint is written."""
 
     def __init__(self, checkpoint: Path) -> None:
@@ -143,13 +143,20 @@ class Trainer:
             log.info("pruned RNN-T loss backend: %s; device: %s; world size: %d", self.loss_backend, ctx.device,
                      ctx.world_size)
             save_yaml(self.resolved_config(), job.exp_dir / "config.yaml")
-        self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim)
+        o = cfg.optim
+        self.optimizer = build_optimizer(self.model, o.name, o.base_lr, o.weight_decay,
+                                         clipping_scale=o.clipping_scale if o.name == "scaled_adam" else None)
+        self.scheduler = build_scheduler(o.scheduler, self.optimizer, lr_batches=o.lr_batches,
+                                         lr_epochs=o.lr_epochs, warmup_batches=o.warmup_batches)
         self.scaler = _make_grad_scaler(cfg, ctx.device)
         self.state = TrainState()
         self.model_avg: Optional[dict[str, torch.Tensor]] = None
         if ctx.is_main:
-            self.model_avg = {k: v.detach().to(torch.float64).clone() for k, v in self.model.state_dict().items()}
+            from asrkit.training.averaging import init_running_average
+            from asrkit.training.checkpoint import remove_stale_temp_files
+
+            remove_stale_temp_files(job.exp_dir)
+            self.model_avg = init_running_average(self.model)
         self._restore()
         self.ddp_model = self.model
         if ctx.distributed:
@@ -198,7 +205,7 @@ class Trainer:
         if self.scaler is not None and ckpt.get("grad_scaler"):
             self.scaler.load_state_dict(ckpt["grad_scaler"])
         if self.model_avg is not None and ckpt.get("model_avg") is not None:
-            self.model_avg = {k: v.to(torch.float64) for k, v in ckpt["model_avg"].items()}
+            self.model_avg = dict(ckpt["model_avg"])
         self.state = TrainState.from_dict(ckpt["train_state"])
         if self.state.epoch_done:
             self.state.epoch += 1

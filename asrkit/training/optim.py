@@ -161,7 +161,7 @@ class ScaledAdam(Optimizer):
             for _, p in items:
                 if p.grad.is_sparse:
                     raise RuntimeError("ScaledAdam does not support sparse gradients")
-                if len(self.state[p]) == 0:
+                if "step" not in self.state[p]:  # (the state may hold only clipping stats)
                     self._init_state(group, p, self.state[p])
             factor = self._clipping_factor(gi, group, items)
             for _, p in items:

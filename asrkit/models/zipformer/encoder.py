@@ -1,0 +1,200 @@
+"""Zipformer2 encoder (Yao et al., "Zipformer: A faster and better encoder for automatic speech recognition",
+arXiv 2310.11230): fbank at 100 Hz -> Conv2d front-end (50 Hz) -> six stacks at 50, 25, 12.5, 6.25, 12.5, 25 Hz
+-> output downsampling to 25 Hz.
+
+Legend: B batch, T input frames, T' = (T - 7) // 2 front-end frames, T'' = (T' + 1) // 2 output frames,
+F feature bins, E = max(encoder_dim) output dim.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from asrkit.models.common import FeatureNorm
+from asrkit.models.zipformer.layer import DownsampledZipformerStack, SimpleDownsample, ZipformerStack
+from asrkit.models.zipformer.scaling import FloatLike, ScheduledFloat
+from asrkit.models.zipformer.subsampling import Conv2dSubsampling
+
+
+def convert_num_channels(x: Tensor, num_channels: int) -> Tensor:
+    """Truncate or zero-pad the last axis of x to ``num_channels`` (moving between stacks of different dims)."""
+    if num_channels <= x.size(-1):
+        return x[..., :num_channels]
+    pad = torch.zeros(x.shape[:-1] + (num_channels - x.size(-1),), dtype=x.dtype, device=x.device)
+    return torch.cat([x, pad], dim=-1)
+
+
+def chunk_attention_mask(seq_len: int, chunk_size: int, left_context_chunks: int, device: torch.device) -> Tensor:
+    """(T, T) bool mask, True = may NOT attend: key chunk after the query's chunk, or more than
+    ``left_context_chunks`` chunks before it (``left_context_chunks < 0``: unlimited)."""
+    chunk = torch.arange(seq_len, device=device) // chunk_size
+    query = chunk.unsqueeze(1)
+    key = chunk.unsqueeze(0)
+    mask = key > query
+    if left_context_chunks >= 0:
+        mask = mask | (key < query - left_context_chunks)
+    return mask
+
+
+class Zipformer2(nn.Module):
+    """The Zipformer2 encoder, ``forward(x (B,T,F), x_lens (B,)) -> ((B,T'',E), (B,))``.
+
+    Args:
+        feature_dim: F.
+        downsampling_factor: per-stack downsampling relative to 50 Hz, e.g. (1, 2, 4, 8, 4, 2).
+        encoder_dim / num_encoder_layers / encoder_unmasked_dim / feedforward_dim / num_heads /
+            cnn_module_kernel: per-stack tuples (same length as downsampling_factor).
+        query_head_dim / value_head_dim / pos_head_dim / pos_dim: attention sizes (all stacks).
+        subsampling_channels: channels of the front-end's last Conv2d.
+        dropout: final feed-forward/front-end dropout (scheduled from 0.3 down to it over 20k batches).
+        causal: chunk-causal convolutions and chunked attention.
+        chunk_size / left_context_frames: at 50 Hz; training samples one of each per batch, evaluation uses
+            the first entries. -1 = full context / unlimited left context.
+        feature_norm: ``"none"`` or ``"utterance_mean"``.
+        warmup_batches: batches over which stacks are warmed up one after another (layer-skip schedules).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        downsampling_factor: tuple[int, ...],
+        encoder_dim: tuple[int, ...],
+        num_encoder_layers: tuple[int, ...],
+        encoder_unmasked_dim: tuple[int, ...],
+        feedforward_dim: tuple[int, ...],
+        num_heads: tuple[int, ...],
+        cnn_module_kernel: tuple[int, ...],
+        query_head_dim: int = 32,
+        value_head_dim: int = 12,
+        pos_head_dim: int = 4,
+        pos_dim: int = 48,
+        subsampling_channels: int = 128,
+        dropout: float = 0.1,
+        causal: bool = False,
+        chunk_size: tuple[int, ...] = (-1,),
+        left_context_frames: tuple[int, ...] = (-1,),
+        feature_norm: str = "none",
+        warmup_batches: float = 4000.0,
+    ) -> None:
+        super().__init__()
+        n = len(downsampling_factor)
+        self.downsampling_factor = list(downsampling_factor)
+        self.encoder_dim = list(encoder_dim)
+        self.encoder_unmasked_dim = list(encoder_unmasked_dim)
+        self.cnn_module_kernel = list(cnn_module_kernel)
+        self.causal = causal
+        self.chunk_size = list(chunk_size)
+        self.left_context_frames = list(left_context_frames)
+        self.output_dim = max(encoder_dim)
+        scheduled_dropout: FloatLike = ScheduledFloat((0.0, 0.3), (20000.0, dropout))
+
+        self.feature_norm = FeatureNorm(feature_norm)
+        self.encoder_embed = Conv2dSubsampling(
+            feature_dim, encoder_dim[0], layer3_channels=subsampling_channels, dropout=scheduled_dropout
+        )
+        stacks = []
+        for i in range(n):
+            layer_kwargs = dict(
+                embed_dim=encoder_dim[i],
+                pos_dim=pos_dim,
+                num_heads=num_heads[i],
+                query_head_dim=query_head_dim,
+                pos_head_dim=pos_head_dim,
+                value_head_dim=value_head_dim,
+                feedforward_dim=feedforward_dim[i],
+                dropout=scheduled_dropout,
+                cnn_module_kernel=cnn_module_kernel[i],
+                causal=causal,
+            )
+            stack: nn.Module = ZipformerStack(
+                num_encoder_layers[i],
+                layer_kwargs,
+                pos_dim=pos_dim,
+                # stacks warm up one after another, the front-end first
+                warmup_begin=warmup_batches * (i + 1) / (n + 1),
+                warmup_end=warmup_batches * (i + 2) / (n + 1),
+                final_layerdrop_rate=0.035 * (downsampling_factor[i] ** 0.5),
+            )
+            if downsampling_factor[i] != 1:
+                stack = DownsampledZipformerStack(stack, dim=encoder_dim[i], downsample=downsampling_factor[i])
+            stacks.append(stack)
+        self.encoders = nn.ModuleList(stacks)
+        self.downsample_output = SimpleDownsample(2)
+
+    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, T, F) fbank, x_lens (B,) int64 -> (out (B, T'', E) zero at padding, lens (B,))."""
+        x = self.feature_norm(x, x_lens)
+        x, lens = self.encoder_embed(x, x_lens)  # (B, T', D0)
+        t = x.size(1)
+        pad_mask = torch.arange(t, device=x.device).unsqueeze(0) >= lens.unsqueeze(1)
+        x = x.permute(1, 0, 2)  # (T', B, D0)
+
+        chunk_size, left_chunks = self._chunk_config()
+        attn_mask: Optional[Tensor] = None
+        if chunk_size > 0:
+            attn_mask = chunk_attention_mask(t, chunk_size, left_chunks, x.device)
+
+        feature_masks: list[Optional[Tensor]] = [None for _ in self.encoder_dim]
+        if not torch.jit.is_scripting() and self.training:
+            feature_masks = self._feature_masks(x)
+
+        outputs: list[Tensor] = []
+        for i, module in enumerate(self.encoders):
+            x = convert_num_channels(x, self.encoder_dim[i])
+            x = module(x, chunk_size, feature_masks[i], attn_mask, pad_mask, lens)
+            outputs.append(x)
+
+        x = self._full_dim_output(outputs)
+        x = self.downsample_output(x, lens)
+        out_lens = (lens + 1) // 2
+        out_mask = torch.arange(x.size(0), device=x.device).unsqueeze(0) >= out_lens.unsqueeze(1)  # (B, T'')
+        x = x.permute(1, 0, 2).masked_fill(out_mask.unsqueeze(-1), 0.0)
+        return x, out_lens
+
+    def _chunk_config(self) -> tuple[int, int]:
+        """(chunk_size, left_context_chunks) at 50 Hz; (-1, -1) when not causal or full context."""
+        if not self.causal:
+            return -1, -1
+        chunk_size = self.chunk_size[0]
+        left_frames = self.left_context_frames[0]
+        if not torch.jit.is_scripting() and self.training:
+            chunk_size = random.choice(self.chunk_size)
+            left_frames = random.choice(self.left_context_frames)
+        if chunk_size <= 0:
+            return -1, -1
+        if left_frames < 0:
+            return chunk_size, -1
+        return chunk_size, max(left_frames // chunk_size, 1)
+
+    def _feature_masks(self, x: Tensor) -> list[Optional[Tensor]]:
+        """Per-stack (1, B, D) masks zeroing dims beyond ``encoder_unmasked_dim`` on random sequences (the upper
+        half of the extra dims on ~12.5% of sequences, the rest on ~25%), so lower dims carry most information
+        and the stacks of different widths agree on it."""
+        b = x.size(1)
+        p = 0.125
+        mask1 = (torch.rand(1, b, 1, device=x.device) > p).to(x.dtype)
+        mask2 = mask1 * (torch.rand(1, b, 1, device=x.device) > p).to(x.dtype)
+        masks: list[Optional[Tensor]] = []
+        for dim, unmasked in zip(self.encoder_dim, self.encoder_unmasked_dim):
+            m = torch.ones(1, b, dim, dtype=x.dtype, device=x.device)
+            mid = unmasked + (dim - unmasked) // 2
+            m[:, :, unmasked:mid] = m[:, :, unmasked:mid] * mask1
+            m[:, :, mid:] = m[:, :, mid:] * mask2
+            masks.append(m)
+        return masks
+
+    def _full_dim_output(self, outputs: list[Tensor]) -> Tensor:
+        """Output of dim E = max(encoder_dim): the last stack's channels, completed with higher channels from the
+        most recent stack that has them."""
+        pieces = [outputs[-1]]
+        cur = self.encoder_dim[-1]
+        for i in range(len(outputs) - 2, -1, -1):
+            d = self.encoder_dim[i]
+            if d > cur:
+                pieces.append(outputs[i][..., cur:d])
+                cur = d
+        return torch.cat(pieces, dim=-1)

@@ -1,0 +1,70 @@
+"""sherpa-onnx loads asrkit's ONNX export and decodes exactly like asrkit.
+
+sherpa-onnx ends the whole process on a bad model file, so it always runs in a subprocess.
+The model is untrained: both sides produce the same "garbage", which is still an exact test
+of features, context handling, decoder/joiner wiring and detokenisation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from test_export_formats import exported, make_wavs  # noqa: F401  (fixture)
+
+pytest.importorskip("sherpa_onnx")
+
+SHERPA_SCRIPT = r"""
+import json, sys
+import soundfile as sf
+import sherpa_onnx
+d, model_type, suffix = sys.argv[1], sys.argv[2], sys.argv[3]
+rec = sherpa_onnx.OfflineRecognizer.from_transducer(
+    encoder=f"{d}/encoder{suffix}", decoder=f"{d}/decoder{suffix}", joiner=f"{d}/joiner{suffix}",
+    tokens=f"{d}/tokens.txt", num_threads=1, sample_rate=16000, feature_dim=80,
+    decoding_method="greedy_search", model_type=model_type)
+streams = []
+for path in sys.argv[4:]:
+    samples, sr = sf.read(path, dtype="float32")
+    s = rec.create_stream()
+    s.accept_waveform(sr, samples)
+    streams.append(s)
+rec.decode_streams(streams)
+print(json.dumps([{"text": s.result.text, "tokens": list(s.result.tokens),
+                   "timestamps": list(s.result.timestamps)} for s in streams]))
+"""
+
+
+def _run_sherpa(onnx_dir, wavs, model_type: str, suffix: str = ".onnx") -> list[dict]:
+    proc = subprocess.run(
+        [sys.executable, "-c", SHERPA_SCRIPT, str(onnx_dir), model_type, suffix, *map(str, wavs)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, f"sherpa-onnx died (rc={proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("model_type", ["transducer", ""])  # "" makes sherpa-onnx read encoder metadata
+def test_sherpa_onnx_greedy_equals_asrkit(exported, tmp_path, model_type):  # noqa: F811
+    from asrkit.inference import load_model, transcribe
+
+    wavs = make_wavs(tmp_path / "wavs")
+    onnx_dir = exported["root"] / "onnx"
+    sherpa = _run_sherpa(onnx_dir, wavs, model_type)
+    model = load_model(onnx_dir)
+    ours = transcribe(model, wavs, "greedy_search", batch_size=2, timestamps=True)
+    assert any(r["tokens"] for r in sherpa), "untrained model emitted nothing; the test would be vacuous"
+    for theirs, (path, text, stamps) in zip(sherpa, ours):
+        assert [tok for tok, _ in stamps] == theirs["tokens"], path
+        assert text.split() == theirs["text"].split(), path
+        # both: encoder frame index x 4 (subsampling) x 10 ms
+        assert [t for _, t in stamps] == pytest.approx(theirs["timestamps"], abs=1e-4)
+
+
+def test_sherpa_onnx_loads_int8_files(exported, tmp_path):  # noqa: F811
+    wavs = make_wavs(tmp_path / "wavs")[:1]
+    result = _run_sherpa(exported["root"] / "onnx", wavs, "transducer", ".int8.onnx")
+    assert len(result) == 1
