@@ -79,11 +79,14 @@ class TorchInferenceModel(InferenceModel):
         self.net = net
         self.format = fmt
         self.ctc_head = True if meta.get("has_ctc_head") else None
+        self._traced = bool(meta.get("traced", False))
 
     def encode(self, x, x_lens):
         return self.net.encode(x.to(self.device), x_lens.to(self.device))
 
     def predict(self, y, need_pad: bool = False):
+        if self._traced:  # need_pad was fixed at export to what search passes for this predictor
+            return self.net.predict(y.to(self.device))
         return self.net.predict(y.to(self.device), need_pad)
 
     def join(self, encoder_out, decoder_out):

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -237,4 +234,32 @@ def test_ctc_head_survives_export(exported, tmp_path):
     assert sum(map(len, ref)) > 0
     for path in (tmp_path / "pretrained.pt", tmp_path / "jit"):
         got, got_ts, _ = run_search(load_model(path), x, lens, "ctc_greedy_search", return_timestamps=True)
+        assert got == ref and got_ts == ref_ts
+
+
+@pytest.mark.parametrize("predictor", ["stateless", "lstm"])
+def test_torchscript_falls_back_to_tracing(exported, tmp_path, monkeypatch, predictor):
+    """A model that cannot be scripted is traced; the traced file decodes like the model."""
+    import dataclasses
+
+    from asrkit.export import export_torchscript
+    from asrkit.models.build import build_transducer
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("not scriptable (simulated)")
+
+    cfg = dataclasses.replace(tiny_config(exported["tokenizer"].vocab_size, predictor), ctc_head=True)
+    torch.manual_seed(0)
+    model = build_transducer(cfg).eval()
+    with torch.no_grad():
+        model.joiner.output_linear.bias[0] -= 2.0
+    monkeypatch.setattr(torch.jit, "script", refuse)
+    export_torchscript(model, tmp_path / "jit", exported["bpe"])
+    monkeypatch.undo()
+    loaded = load_model(tmp_path / "jit")
+    x, lens = _batch(3)
+    for method in ("greedy_search", "ctc_greedy_search"):
+        ref, ref_ts, _ = run_search(model, x, lens, method, return_timestamps=True, unk_id=exported["tokenizer"].unk_id)
+        got, got_ts, _ = run_search(loaded, x, lens, method, return_timestamps=True)
+        assert sum(map(len, ref)) > 0
         assert got == ref and got_ts == ref_ts

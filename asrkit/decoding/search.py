@@ -44,14 +44,16 @@ def _ctc() -> Callable:
 
 
 def _fast_beam() -> Callable:
-    from asrkit.decoding.fast_beam_search import fast_beam_search
+    from asrkit.decoding.fast_beam_search import _import_k2, fast_beam_search
 
+    _import_k2()  # fail at lookup: the missing package is the real problem, not the options
     return fast_beam_search
 
 
 def _fast_beam_nbest() -> Callable:
-    from asrkit.decoding.fast_beam_search import fast_beam_search_nbest
+    from asrkit.decoding.fast_beam_search import _import_k2, fast_beam_search_nbest
 
+    _import_k2()
     return fast_beam_search_nbest
 
 
@@ -73,6 +75,7 @@ def get_search_function(method: str) -> Callable:
 
     Raises:
         ConfigError: unknown method, listing the valid ones.
+        MissingDependencyError: the method needs a package that is not installed (k2).
     """
     if method not in SEARCH_METHODS:
         raise ConfigError(

@@ -149,7 +149,8 @@ def validate_onnx_export(out_dir: str | Path, int8: bool = False) -> dict[str, d
         found[name] = meta
     if not (out / "tokens.txt").is_file():
         raise ExportError(f"{out / 'tokens.txt'}: missing from the ONNX export")
-    if int(found["decoder"]["vocab_size"]) != sum(1 for line in open(out / "tokens.txt", encoding="utf-8") if line.strip()):
+    num_tokens = sum(1 for line in (out / "tokens.txt").read_text(encoding="utf-8").splitlines() if line.strip())
+    if int(found["decoder"]["vocab_size"]) != num_tokens:
         raise ExportError(f"{out}: decoder vocab_size {found['decoder']['vocab_size']} differs from tokens.txt")
     return found
 

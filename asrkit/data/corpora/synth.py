@@ -218,9 +218,15 @@ def _spoken_form(text: str, engine: str, is_sentence: bool) -> str:
     return text
 
 
-def _estimate_seconds(text: str, rate_factor: float = 1.0) -> float:
-    """Rough espeak-ng duration at 175 words/min including the padding added around speech (calibrated)."""
-    return (0.06 * len(text.replace(" ", "")) + 0.12 * len(text.split()) + 0.45) / rate_factor
+def _estimate_seconds(text: str, rate_factor: float = 1.0, is_sentence: bool = False) -> float:
+    """Expected duration of a synthesized utterance, including the ~0.5 s of padding added around speech.
+
+    Least-squares fit on ~4,700 espeak-ng utterances of this generator (correlation 0.91 with the real durations).
+    """
+    chars, words = len(text.replace(" ", "")), len(text.split())
+    if is_sentence:
+        return (0.052 * chars + 0.066 * words) / rate_factor + 0.45
+    return (0.032 * chars + 0.173 * words + 0.098) / rate_factor + 0.506
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -448,20 +454,28 @@ def _run_jobs(jobs: list[_Job], num_jobs: int, desc: str) -> dict[str, int]:
 
     Even ``num_jobs=1`` uses one worker process: the worker's BLAS is single-threaded (set through the environment
     before numpy loads), while a multi-threaded BLAS in the caller made the small resampling products ~20x slower on
-    a busy 2-core machine.
+    a busy 2-core machine. ``spawn`` (not ``fork``) because the caller may hold torch/OpenMP threads; a
+    ``ProcessPoolExecutor`` (not ``multiprocessing.Pool``) because it reports a worker that died instead of hanging.
     """
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from tqdm import tqdm
 
     results: dict[str, int] = {}
-    ctx = mp.get_context("spawn")  # no fork: the caller may hold torch/OpenMP threads
-    with _single_threaded_children():
-        pool = ctx.Pool(max(1, num_jobs))
-    with pool:
-        for uid, n in tqdm(pool.imap_unordered(_render, jobs, chunksize=16), total=len(jobs), desc=desc,
-                           unit="utt"):
-            results[uid] = n
+    try:
+        with _single_threaded_children(), ProcessPoolExecutor(
+            max_workers=max(1, num_jobs), mp_context=mp.get_context("spawn")
+        ) as pool:
+            for uid, n in tqdm(pool.map(_render, jobs, chunksize=16), total=len(jobs), desc=desc, unit="utt"):
+                results[uid] = n
+    except BrokenProcessPool as e:
+        raise DataError(
+            "a synthesis worker process died",
+            hint="when calling generate_synth from a Python script, put the call under "
+            "`if __name__ == '__main__':` (worker processes are spawned and re-import the main module)",
+        ) from e
     return results
 
 
@@ -491,7 +505,7 @@ def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
     while total < target or len(texts) < len(main):
         t = draw()
         texts.append(t)
-        total += _estimate_seconds(t[0], mean_factor)
+        total += _estimate_seconds(t[0], mean_factor, t[1])
     per_speaker = max(1, math.ceil(len(texts) / len(main)))
     # Each speaker gets an equal share (differing by at most one), in a seeded random order.
     owners = [main[i % len(main)] for i in range(len(texts))]
@@ -569,6 +583,12 @@ def generate_synth(
         >>> sorted(manifests)  # doctest: +SKIP
         ['dev', 'test', 'train']
     """
+    import multiprocessing as mp
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        # We are being re-run by a spawned worker importing an unguarded main script: do nothing here (no
+        # directory changes); the parent reports the problem with a hint.
+        raise DataError("generate_synth was called while a worker process was starting")
     corpus_dir = Path(corpus_dir)
     if hours <= 0:
         raise DataError(f"generate_synth: hours must be > 0, got {hours}")

@@ -141,8 +141,9 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
             index = rel_to_abs_index(t, x.device).expand(h, b, t, t)
             scores = scores + torch.gather(pos_scores, 3, index)
 
-        if not torch.jit.is_scripting() and self.training and random.random() < 0.1:
-            scores = penalize_abs_values_gt(scores, limit=25.0, penalty=1.0e-4)
+        if not torch.jit.is_scripting() and self.training:
+            if random.random() < 0.1:
+                scores = penalize_abs_values_gt(scores, limit=25.0, penalty=1.0e-4)
 
         if attn_mask is not None:
             scores = scores.masked_fill(attn_mask, -1000.0)

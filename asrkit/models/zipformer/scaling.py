@@ -422,7 +422,7 @@ class _WhitenFunction(torch.autograd.Function):
         with torch.enable_grad():
             xf = x.detach().float().requires_grad_(True)
             metric = whitening_metric(xf, w.num_groups)
-            if float(metric) < _as_float(w.whitening_limit):
+            if float(metric.detach()) < _as_float(w.whitening_limit):
                 w.prob = w.min_prob  # constraint satisfied: check less often
                 return x_grad, None
             w.prob = w.max_prob

@@ -1,0 +1,275 @@
+"""The mutual-information recursion of k2/fast_rnnt in pure PyTorch.
+
+Legend: ``B`` batch, ``S`` symbols (rows of the lattice), ``T`` frames (columns).
+
+The recursion over the ``(S+1) x (T+1)`` lattice is::
+
+    p[b, s_begin, t_begin] = 0
+    regular  (px is [B, S, T+1]):  p[s, t] = logaddexp(p[s-1, t]   + px[s-1, t],   p[s, t-1] + py[s, t-1])
+    modified (px is [B, S, T]):    p[s, t] = logaddexp(p[s-1, t-1] + px[s-1, t-1], p[s, t-1] + py[s, t-1])
+
+and the result is ``p[b, s_end, t_end]`` (``boundary[b] = [s_begin, t_begin, s_end, t_end]``).
+
+Why it is fast in Python: both variants become the *same* one-dimensional recursion once the
+lattice is re-indexed by "wavefront" ``k`` (``k = s + t`` for regular, ``k = t`` for modified):
+every cell of wavefront ``k + 1`` depends only on cells ``s - 1`` (an x-step) and ``s`` (a y-step)
+of wavefront ``k``.  We copy ``px``/``py`` once into that skewed layout, so each of the ``S + T``
+(or ``T``) sequential steps is two vectorized ops over all ``B x (S+1)`` cells of a wavefront.
+
+The backward pass is the same sweep in reverse over *occupation weights*: with
+``w1 = exp(term1 - p[cell])`` the share of a cell's probability mass that came through its x-step
+(``1 - w1`` through its y-step), the gradient of the score w.r.t. a cell is the weighted sum of its
+successors' gradients.  Those weights are computed for the whole lattice at once; only the
+weighted sums are sequential.  Edge cases (``-inf`` totals, unreachable cells) are handled the
+way k2's kernels handle them, so ``return_grad=True`` gives k2's ``px_grad``/``py_grad``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from asrkit.loss.validation import LossInputError, boundary_rows
+
+_NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where each sequence starts and ends in wavefront coordinates ``(k, s)``."""
+
+    regular: bool
+    B: int
+    S: int
+    T: int
+    K: int  # number of transitions (wavefront k -> k + 1)
+    starts: dict[int, tuple[list[int], list[int]]]  # k -> (batch indices, s)
+    ends: dict[int, tuple[list[int], list[int]]]
+    k_lo: int
+    k_hi: int
+    end_k: list[int]
+    end_s: list[int]
+
+    @staticmethod
+    def make(regular: bool, B: int, S: int, T: int, rows: list[list[int]]) -> "_Plan":
+        K = S + T if regular else T
+        starts: dict[int, tuple[list[int], list[int]]] = {}
+        ends: dict[int, tuple[list[int], list[int]]] = {}
+        end_k, end_s = [], []
+        for b, (s0, t0, s1, t1) in enumerate(rows):
+            k0 = s0 + t0 if regular else t0
+            k1 = s1 + t1 if regular else t1
+            starts.setdefault(k0, ([], []))[0].append(b)
+            starts[k0][1].append(s0)
+            ends.setdefault(k1, ([], []))[0].append(b)
+            ends[k1][1].append(s1)
+            end_k.append(k1)
+            end_s.append(s1)
+        k_lo = min(starts) if starts else 0
+        k_hi = max(ends) if ends else 0
+        return _Plan(regular, B, S, T, K, starts, ends, k_lo, k_hi, end_k, end_s)
+
+
+def _skewed_views(buf: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
+    """Views of a ``[B, K, 2, S+1]`` buffer laid out like ``px`` and ``py``.
+
+    ``buf[b, k, 0, s + 1]`` holds the x-step *into* cell ``s + 1`` of wavefront ``k + 1`` (that is
+    ``px[b, s, t]``) and ``buf[b, k, 1, s]`` the y-step out of cell ``s`` (``py[b, s, t]``), where
+    ``k = s + t`` (regular) or ``k = t`` (modified).  Returns ``(px_view, py_view)`` with shapes
+    ``[B, S, T+1 or T]`` and ``[B, S+1, T]``.
+    """
+    B, S, T = plan.B, plan.S, plan.T
+    row = 2 * (S + 1)  # elements per wavefront
+    bstride = buf.stride(0)
+    base = buf.storage_offset()
+    if plan.regular:
+        # element (s, t) at (s + t) * row + s  ==  s * (row + 1) + t * row
+        px_view = buf.as_strided((B, S, T + 1), (bstride, row + 1, row), base + 1)
+        py_view = buf.as_strided((B, S + 1, T), (bstride, row + 1, row), base + S + 1)
+    else:
+        px_view = buf.as_strided((B, S, T), (bstride, 1, row), base + 1)
+        py_view = buf.as_strided((B, S + 1, T), (bstride, 1, row), base + S + 1)
+    return px_view, py_view
+
+
+def _grad_views(buf: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
+    """Views of the backward buffer: ``buf[b, k, 1, s]`` is the gradient of the x-step *out of*
+    cell ``s`` of wavefront ``k`` (``px[b, s, t]``), ``buf[b, k, 0, s]`` that of its y-step."""
+    B, S, T = plan.B, plan.S, plan.T
+    row = 2 * (S + 1)
+    bstride = buf.stride(0)
+    base = buf.storage_offset()
+    if plan.regular:
+        px_view = buf.as_strided((B, S, T + 1), (bstride, row + 1, row), base + S + 1)
+        py_view = buf.as_strided((B, S + 1, T), (bstride, row + 1, row), base)
+    else:
+        px_view = buf.as_strided((B, S, T), (bstride, 1, row), base + S + 1)
+        py_view = buf.as_strided((B, S + 1, T), (bstride, 1, row), base)
+    return px_view, py_view
+
+
+def _forward(px: Tensor, py: Tensor, plan: _Plan) -> tuple[Tensor, Tensor, Tensor]:
+    """Run the recursion.  Returns ``(scores [B], q, steps)``.
+
+    ``q`` is ``[B, K+1, S+2]``: ``q[b, k, s + 1]`` is ``p`` of cell ``s`` on wavefront ``k``
+    (column 0 is a permanent ``-inf`` pad).  ``steps`` is the ``[B, K, 2, S+1]`` buffer that on
+    return holds, for each target cell, its two incoming terms (``p[pred] + px``/``p[pred] + py``).
+    """
+    B, S, K = plan.B, plan.S, plan.K
+    steps = px.new_full((B, K, 2, S + 1), _NEG_INF)
+    x_view, y_view = _skewed_views(steps, plan)
+    x_view.copy_(px)
+    y_view.copy_(py)
+
+    q = px.new_full((B, K + 1, S + 2), _NEG_INF)
+    # Overlapping windows: window[k][b, 0, s] = q[b, k, s] (cell s-1, the x-predecessor of
+    # cell s) and window[k][b, 1, s] = q[b, k, s+1] (cell s, its y-predecessor).
+    windows = q.as_strided((B, K + 1, 2, S + 1), (q.stride(0), S + 2, 1, 1)).unbind(1)
+    step_k = steps.unbind(1)
+    q_rows = q[:, :, 1:].unbind(1)
+
+    def _inject_starts(k: int) -> None:
+        if k in plan.starts:
+            bs, ss = plan.starts[k]
+            q[bs, k, [s + 1 for s in ss]] = 0.0
+
+    _inject_starts(plan.k_lo)
+    for k in range(plan.k_lo, plan.k_hi):
+        terms = step_k[k]  # [B, 2, S+1]
+        terms.add_(windows[k])
+        torch.logaddexp(terms[:, 0], terms[:, 1], out=q_rows[k + 1])
+        _inject_starts(k + 1)
+
+    device = px.device
+    scores = q[torch.arange(B, device=device), torch.tensor(plan.end_k, device=device),
+               torch.tensor(plan.end_s, device=device) + 1]
+    return scores, q, steps
+
+
+def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
+    """Occupation-probability gradients ``(px_grad, py_grad)`` of the scores (one each).
+
+    Consumes ``q`` and ``steps`` (their storage is reused).
+    """
+    B, S, K = plan.B, plan.S, plan.K
+    # Total of each target cell; non-finite totals count as 0 (k2 does the same), so that a cell
+    # that no path reaches passes no gradient on.
+    total = q[:, 1:, 1:]
+    total = torch.where(torch.isfinite(total), total, torch.zeros((), dtype=q.dtype, device=q.device))
+    w_x = (steps[:, :, 0] - total).exp_()  # [B, K, S+1] share of target (k+1, s) from its x-step
+    bad = ~torch.isfinite(w_x)
+    w_x.masked_fill_(bad, 0.0)
+    w_y = torch.sub(1.0, w_x).masked_fill_(bad, 0.0)
+    del total, bad
+    # A start cell has no predecessors: nothing flows back out of it.
+    for k, (bs, ss) in plan.starts.items():
+        if k > 0:
+            w_x[bs, k - 1, ss] = 0.0
+            w_y[bs, k - 1, ss] = 0.0
+
+    # Re-use `steps` as the weights per *source* cell: [b, k, 0, s] y-step (s -> s),
+    # [b, k, 1, s] x-step (s -> s+1).
+    weights = steps
+    weights[:, :, 0].copy_(w_y)
+    weights[:, :, 1, :S].copy_(w_x[:, :, 1:])
+    weights[:, :, 1, S].zero_()
+    del w_x, w_y
+
+    # g[b, k, s] = d score / d p(cell s of wavefront k); column S+1 is a zero pad.
+    g = q.zero_()
+    succ = g.as_strided((B, K + 1, 2, S + 1), (g.stride(0), S + 2, 1, 1)).unbind(1)
+    w_k = weights.unbind(1)
+    g_rows = g[:, :, : S + 1].unbind(1)
+
+    def _seed(k: int) -> None:
+        if k in plan.ends:
+            bs, ss = plan.ends[k]
+            g[bs, k, ss] += 1.0
+
+    _seed(plan.k_hi)
+    for k in range(plan.k_hi - 1, plan.k_lo - 1, -1):
+        contrib = w_k[k]  # [B, 2, S+1] -> gradients of the two steps out of each cell
+        contrib.mul_(succ[k + 1])
+        torch.add(contrib[:, 0], contrib[:, 1], out=g_rows[k])
+        _seed(k)
+    # Wavefronts the sweep never reached still hold weights, not gradients.
+    weights[:, : plan.k_lo].zero_()
+    weights[:, plan.k_hi :].zero_()
+    px_view, py_view = _grad_views(weights, plan)
+    return px_view.contiguous(), py_view.contiguous()
+
+
+class _MutualInformation(torch.autograd.Function):
+    """Autograd wrapper: the occupation gradients are computed in forward (k2 does the same, so
+    ``return_grad`` costs nothing extra) and scaled by the incoming gradient in backward."""
+
+    @staticmethod
+    def forward(ctx, px: Tensor, py: Tensor, plan: _Plan, want_grads: bool, out: list):  # type: ignore[override]
+        scores, q, steps = _forward(px.detach(), py.detach(), plan)
+        if want_grads:
+            px_grad, py_grad = _backward(q, steps, plan)
+            ctx.save_for_backward(px_grad, py_grad)
+            out[0], out[1] = px_grad, py_grad
+        else:
+            ctx.save_for_backward()
+        return scores
+
+    @staticmethod
+    def backward(ctx, scores_grad: Tensor):  # type: ignore[override]
+        px_grad, py_grad = ctx.saved_tensors
+        scale = scores_grad.reshape(-1, 1, 1)
+        return px_grad * scale, py_grad * scale, None, None, None
+
+
+def mutual_information_recursion(
+    px: Tensor,
+    py: Tensor,
+    boundary: Tensor | None = None,
+    return_grad: bool = False,
+) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Log-sum over all monotonic paths through the lattice (k2's ``mutual_information_recursion``).
+
+    Args:
+        px: ``[B, S, T+1]`` (regular) or ``[B, S, T]`` (modified) log-weights of x-steps
+            (emitting a symbol), float32/float64 (float16/bfloat16 are computed in float32).
+        py: ``[B, S+1, T]`` log-weights of y-steps (emitting blank / next frame).
+        boundary: optional int64 ``[B, 4]`` rows ``[s_begin, t_begin, s_end, t_end]``; default
+            ``[0, 0, S, T]``.
+        return_grad: also return ``(px_grad, py_grad)``, the gradients of ``scores.sum()`` w.r.t.
+            ``px``/``py`` (occupation probabilities), same shapes as ``px``/``py``.
+
+    Returns:
+        ``scores`` ``[B]``, or ``(scores, (px_grad, py_grad))`` when ``return_grad``.
+    """
+    if px.ndim != 3 or py.ndim != 3:
+        raise LossInputError(f"px and py must be 3-D, got shapes {tuple(px.shape)} and {tuple(py.shape)}")
+    B, S, T1 = px.shape
+    T = py.shape[-1]
+    if T1 not in (T, T + 1) or tuple(py.shape) != (B, S + 1, T):
+        raise LossInputError(
+            f"px must be [B, S, T+1] or [B, S, T] and py [B, S+1, T]; got px {tuple(px.shape)}, "
+            f"py {tuple(py.shape)}"
+        )
+    if px.dtype != py.dtype:
+        raise LossInputError(f"px and py must have the same dtype, got {px.dtype} and {py.dtype}")
+    regular = T1 == T + 1
+    rows = boundary_rows(boundary, B, S, T, "mutual_information_recursion")
+
+    orig_dtype = px.dtype
+    if orig_dtype in (torch.float16, torch.bfloat16):
+        px, py = px.float(), py.float()
+    elif orig_dtype not in (torch.float32, torch.float64):
+        raise LossInputError(f"px/py must be floating point, got {orig_dtype}")
+
+    plan = _Plan.make(regular, B, S, T, rows)
+    want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
+    out: list = [None, None]
+    scores = _MutualInformation.apply(px, py, plan, want_grads, out)
+    if orig_dtype != scores.dtype:
+        scores = scores.to(orig_dtype)
+    if return_grad:
+        px_grad, py_grad = out
+        return scores, (px_grad.to(orig_dtype), py_grad.to(orig_dtype))
+    return scores

@@ -1,0 +1,135 @@
+"""Tests for the synthetic espeak-ng corpus (real synthesis of a few dozen short utterances)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from asrkit.data.corpora.synth import (
+    COMMANDS,
+    DIGITS,
+    LETTERS,
+    generate_synth,
+    make_an4_text,
+    make_sentence,
+    prepare_synth,
+)
+from asrkit.errors import DataError
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
+
+TINY = dict(hours=0.012, seed=3, train_speakers=4, dev_speakers=2, test_speakers=2, num_jobs=2)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_synth(tmp_path_factory.mktemp("synth") / "c", **TINY)
+
+
+@pytest.fixture(scope="module")
+def manifests(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("manifests")
+    return prepare_synth(corpus, out), out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+            and p.name != ".completed"}
+
+
+def test_texts_are_an4_like() -> None:
+    rng = random.Random(0)
+    vocab = set(LETTERS) | set(DIGITS) | {"OH"} | set(COMMANDS)
+    texts = [make_an4_text(rng) for _ in range(300)]
+    for t in texts:
+        assert t == t.upper() and "  " not in t and t.strip() == t and t
+    words = [w for t in texts for w in t.split()]
+    assert vocab & set(words) >= {"A", "Z", "OH", "ZERO", "ENTER", "RUBOUT"}
+    assert any(all(len(w) == 1 for w in t.split()) and len(t.split()) >= 3 for t in texts)  # spelled
+    sentence = make_sentence(random.Random(1))
+    assert sentence == sentence.upper() and len(sentence.split()) >= 3
+
+
+def test_manifests_splits_and_files(corpus: Path, manifests: tuple[dict, Path]) -> None:
+    m, out = manifests
+    assert sorted(m) == ["dev", "test", "train"]
+    total = 0.0
+    for split, pair in m.items():
+        recs, sups = pair["recordings"], pair["supervisions"]
+        assert len(recs) == len(sups) > 0
+        assert (out / f"synth_recordings_{split}.jsonl.gz").is_file()
+        assert (out / f"synth_supervisions_{split}.jsonl.gz").is_file()
+        for sup in sups:
+            rec = recs[sup.recording_id]
+            assert rec.sampling_rate == 16000 and rec.num_channels == 1
+            assert 0.4 < sup.duration < 6.0 and sup.duration == pytest.approx(rec.duration)
+            assert sup.text == sup.text.upper() and sup.text.split()
+            assert sup.id.startswith(sup.speaker + "-")
+            total += sup.duration
+        audio = recs[0].load_audio()
+        assert audio.shape == (1, recs[0].num_samples) and 0.01 < abs(audio).max() <= 1.0
+    # Size is approximately the requested amount of audio.
+    assert 0.6 * TINY["hours"] * 3600 < total < 1.6 * TINY["hours"] * 3600
+
+
+def test_splits_are_disjoint_by_speaker_and_variant(corpus: Path, manifests: tuple[dict, Path]) -> None:
+    m, _ = manifests
+    spk = {split: {s.speaker for s in pair["supervisions"]} for split, pair in m.items()}
+    assert len(spk["train"]) == 4 and len(spk["dev"]) == 2 and len(spk["test"]) == 2
+    assert not (spk["train"] & spk["dev"]) and not (spk["train"] & spk["test"]) and not (spk["dev"] & spk["test"])
+    info = {s["speaker_id"]: s for s in json.loads((corpus / "speakers.json").read_text())}
+    variants = {split: {info[s]["voice"].split("+")[1] for s in ids} for split, ids in spk.items()}
+    assert not (variants["train"] & variants["test"]) and not (variants["train"] & variants["dev"])
+    assert not (variants["dev"] & variants["test"])
+
+
+def test_deterministic_and_independent_of_num_jobs(corpus: Path, tmp_path: Path) -> None:
+    again = generate_synth(tmp_path / "again", **{**TINY, "num_jobs": 1})
+    assert _files(again) == _files(corpus)
+    other = generate_synth(tmp_path / "other", **{**TINY, "seed": 4})
+    assert (other / "metadata" / "train.jsonl").read_text() != (corpus / "metadata" / "train.jsonl").read_text()
+
+
+def test_completed_marker_skips_and_guards(tmp_path: Path) -> None:
+    small = {**TINY, "hours": 0.004, "num_jobs": 1}
+    d = generate_synth(tmp_path / "c", **small)
+    params = json.loads((d / ".completed").read_text())["params"]
+    assert params["seed"] == 3 and params["hours"] == 0.004
+    wav = next((d / "wav").rglob("*.wav"))
+    wav.write_bytes(b"tampered")
+    generate_synth(d, **small)  # same parameters: skipped, nothing rewritten
+    assert wav.read_bytes() == b"tampered"
+    with pytest.raises(DataError, match="other parameters"):
+        generate_synth(d, **{**small, "seed": 9})
+    generate_synth(d, **{**small, "seed": 9}, force=True)
+    assert json.loads((d / ".completed").read_text())["params"]["seed"] == 9
+    assert not wav.exists() or wav.read_bytes() != b"tampered"
+
+
+def test_prepare_requires_finished_corpus(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no .completed"):
+        prepare_synth(tmp_path)
+
+
+def test_invalid_parameters(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="hours"):
+        generate_synth(tmp_path, hours=0)
+    with pytest.raises(DataError, match="eval_engine"):
+        generate_synth(tmp_path, hours=0.01, eval_engine="festival")
+
+
+@pytest.mark.skipif(shutil.which("flite") is None, reason="flite binary not installed")
+def test_flite_eval_split_and_sentences(tmp_path: Path) -> None:
+    d = generate_synth(tmp_path / "f", hours=0.006, seed=1, train_speakers=2, dev_speakers=1, test_speakers=3,
+                       flite_train_speakers=1, eval_engine="flite", sentences=True, num_jobs=2)
+    m = prepare_synth(d)
+    assert "test_flite" in m
+    info = {s["speaker_id"]: s for s in json.loads((d / "speakers.json").read_text())}
+    flite_voices = {info[s.speaker]["voice"] for s in m["test_flite"]["supervisions"]}
+    assert flite_voices == {"slt", "rms", "awb"}
+    train_voices = {info[s.speaker]["voice"] for s in m["train"]["supervisions"]}
+    assert not (train_voices & flite_voices)
