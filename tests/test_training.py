@@ -153,17 +153,22 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
                        world_size=2, device="cpu", progress=False, tensorboard=False)
     mp.spawn(_spawn_ddp, args=(2, ddp_job, cfg, 29611), nprocs=2, join=True)
 
-    class MergedPairs(Trainer):
+    class MergedRanks(Trainer):
+        """One process whose batch k is the union of what ranks 0 and 1 get as their batch k."""
+
         def _train_loader(self, epoch, skip):
-            sampler = make_sampler(self.train_cuts, self.cfg.data, train=True, seed=self.cfg.seed)
-            sampler.set_epoch(epoch)
-            batches = list(sampler)
-            merged = [batches[i] + batches[i + 1] for i in range(0, len(batches) - 1, 2)]
+            per_rank = []
+            for rank in (0, 1):
+                sampler = make_sampler(self.train_cuts, self.cfg.data, train=True, seed=self.cfg.seed,
+                                       world_size=2, rank=rank)
+                sampler.set_epoch(epoch)
+                per_rank.append(list(sampler))
+            merged = [a + b for a, b in zip(*per_rank)]
             return make_loader(AsrDataset(self.tokenizer), merged)
 
     single_job = TrainJob(exp_dir=tmp_path / "single", train_cuts=prepared["train"], lang_dir=prepared["lang"],
                           device="cpu", progress=False, tensorboard=False)
-    MergedPairs(single_job, cfg, D.DistContext()).run()
+    MergedRanks(single_job, cfg, D.DistContext()).run()
 
     a, b = _params(tmp_path / "ddp" / "epoch-1.pt"), _params(tmp_path / "single" / "epoch-1.pt")
     steps = load_checkpoint(tmp_path / "single" / "epoch-1.pt")["train_state"]["batch_idx_train"]

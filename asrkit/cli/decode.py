@@ -38,7 +38,7 @@ def decode(
 
     setup_logging(exp_dir / "log" / f"decode-{method}.log")
     opts = {}
-    if method in ("beam_search", "modified_beam_search", "fast_beam_search", "fast_beam_search_nbest"):
+    if method in ("beam_search", "modified_beam_search"):
         opts["beam_size"] = beam_size
     if method == "greedy_search":
         opts["max_sym_per_frame"] = max_sym_per_frame

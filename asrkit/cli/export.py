@@ -23,7 +23,7 @@ def export(
     output_dir: Annotated[Optional[Path], typer.Option(help="Default: EXP_DIR/exported.")] = None,
     int8: Annotated[bool, typer.Option(help="ONNX: also write dynamically quantized *.int8.onnx.")] = True,
 ) -> None:
-    """Export the selected (averaged) model: pretrained.pt, TorchScript (model.pt) or ONNX (sherpa-onnx ready).
+    """Export the selected (averaged) model: pretrained.pt, TorchScript (torchscript/jit_script.pt) or ONNX (sherpa-onnx ready).
 
     Example: asrkit export --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model --format onnx
     """

@@ -161,6 +161,7 @@ def shar(
     cuts: Annotated[Path, typer.Option(help="Cuts (with features) to export.")],
     output_dir: Annotated[Path, typer.Option(help="Shar output directory.")],
     shard_size: Annotated[int, typer.Option(help="Cuts per shard.")] = 1000,
+    force: Force = False,
     verbose: Verbose = False,
 ) -> None:
     """Export cuts + features to Lhotse Shar shards (for streaming from object storage).
@@ -171,4 +172,4 @@ def shar(
     from asrkit.data.shar import export_shar
 
     setup_logging(output_dir / "log" / "shar.log", verbose=verbose)
-    export_shar(load_cuts(cuts), output_dir, shard_size=shard_size)
+    export_shar(load_cuts(cuts), output_dir, shard_size=shard_size, overwrite=force)

@@ -247,4 +247,7 @@ def make_loader(dataset: AsrDataset, sampler, num_workers: int = 0):
         num_workers=num_workers,
         persistent_workers=False,
         collate_fn=None,
+        # A private generator: creating an iterator must not draw from the global torch RNG, or a run resumed
+        # mid-epoch would see a different random stream (dropout, SpecAugment) than an uninterrupted one.
+        generator=torch.Generator().manual_seed(0),
     )

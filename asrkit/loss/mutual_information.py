@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from asrkit.loss.validation import LossInputError, boundary_rows
+from asrkit.loss.validation import LossInputError, boundary_rows, upcast
 
 _NEG_INF = float("-inf")
 
@@ -110,6 +110,13 @@ def _grad_views(buf: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     return px_view, py_view
 
 
+def _inject_starts(q: Tensor, plan: _Plan, k: int) -> None:
+    """p = 0 at the start cells on wavefront ``k``."""
+    if k in plan.starts:
+        bs, ss = plan.starts[k]
+        q[bs, k, [s + 1 for s in ss]] = 0.0
+
+
 def _forward(px: Tensor, py: Tensor, plan: _Plan) -> tuple[Tensor, Tensor, Tensor]:
     """Run the recursion.  Returns ``(scores [B], q, steps)``.
 
@@ -124,23 +131,30 @@ def _forward(px: Tensor, py: Tensor, plan: _Plan) -> tuple[Tensor, Tensor, Tenso
     y_view.copy_(py)
 
     q = px.new_full((B, K + 1, S + 2), _NEG_INF)
-    # Overlapping windows: window[k][b, 0, s] = q[b, k, s] (cell s-1, the x-predecessor of
-    # cell s) and window[k][b, 1, s] = q[b, k, s+1] (cell s, its y-predecessor).
-    windows = q.as_strided((B, K + 1, 2, S + 1), (q.stride(0), S + 2, 1, 1)).unbind(1)
-    step_k = steps.unbind(1)
-    q_rows = q[:, :, 1:].unbind(1)
-
-    def _inject_starts(k: int) -> None:
-        if k in plan.starts:
-            bs, ss = plan.starts[k]
-            q[bs, k, [s + 1 for s in ss]] = 0.0
-
-    _inject_starts(plan.k_lo)
-    for k in range(plan.k_lo, plan.k_hi):
-        terms = step_k[k]  # [B, 2, S+1]
-        terms.add_(windows[k])
-        torch.logaddexp(terms[:, 0], terms[:, 1], out=q_rows[k + 1])
-        _inject_starts(k + 1)
+    lo, hi = plan.k_lo, plan.k_hi
+    _inject_starts(q, plan, lo)
+    # Per-step views are made up front by unbind() (in C++): creating them one at a time with
+    # Python indexing would cost more than the two ops of each step.
+    # window[b, 0, s] = q[b, k, s] (cell s-1, the x-predecessor of cell s),
+    # window[b, 1, s] = q[b, k, s+1] (cell s itself, its y-predecessor).
+    windows = q.as_strided((B, K + 1, 2, S + 1), (q.stride(0), S + 2, 1, 1))
+    per_step = zip(
+        steps[:, lo:hi].unbind(1),
+        windows[:, lo:hi].unbind(1),
+        steps[:, lo:hi, 0].unbind(1),
+        steps[:, lo:hi, 1].unbind(1),
+        q[:, lo + 1 : hi + 1, 1:].unbind(1),
+    )
+    if len(plan.starts) == 1:  # the common case: every sequence starts on wavefront k_lo
+        for terms, window, x_term, y_term, q_next in per_step:
+            terms.add_(window)
+            torch.logaddexp(x_term, y_term, out=q_next)
+    else:
+        for k, (terms, window, x_term, y_term, q_next) in enumerate(per_step, start=lo + 1):
+            terms.add_(window)
+            torch.logaddexp(x_term, y_term, out=q_next)
+            if k in plan.starts:
+                _inject_starts(q, plan, k)
 
     device = px.device
     scores = q[torch.arange(B, device=device), torch.tensor(plan.end_k, device=device),
@@ -154,51 +168,60 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     Consumes ``q`` and ``steps`` (their storage is reused).
     """
     B, S, K = plan.B, plan.S, plan.K
-    # Total of each target cell; non-finite totals count as 0 (k2 does the same), so that a cell
-    # that no path reaches passes no gradient on.
-    total = q[:, 1:, 1:]
-    total = torch.where(torch.isfinite(total), total, torch.zeros((), dtype=q.dtype, device=q.device))
-    w_x = (steps[:, :, 0] - total).exp_()  # [B, K, S+1] share of target (k+1, s) from its x-step
-    bad = ~torch.isfinite(w_x)
-    w_x.masked_fill_(bad, 0.0)
-    w_y = torch.sub(1.0, w_x).masked_fill_(bad, 0.0)
-    del total, bad
-    # A start cell has no predecessors: nothing flows back out of it.
-    for k, (bs, ss) in plan.starts.items():
-        if k > 0:
-            w_x[bs, k - 1, ss] = 0.0
-            w_y[bs, k - 1, ss] = 0.0
+    # w_x[b, k, s]: share of target cell (k+1, s) that arrived through its x-step,
+    # exp(term_x - total); the y-step carries 1 - w_x.  Non-finite totals count as 0 and
+    # non-finite shares as "no gradient" (k2's kernels do the same), so cells that no path
+    # reaches pass nothing on and NaN never spreads.
+    w_x = torch.nan_to_num(q[:, 1:, 1:], nan=0.0, posinf=0.0, neginf=0.0)
+    torch.sub(steps[:, :, 0], w_x, out=w_x).exp_()  # [B, K, S+1]
 
     # Re-use `steps` as the weights per *source* cell: [b, k, 0, s] y-step (s -> s),
     # [b, k, 1, s] x-step (s -> s+1).
     weights = steps
-    weights[:, :, 0].copy_(w_y)
+    torch.neg(w_x, out=weights[:, :, 0]).add_(1.0)
     weights[:, :, 1, :S].copy_(w_x[:, :, 1:])
     weights[:, :, 1, S].zero_()
-    del w_x, w_y
+    del w_x
+    weights.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    # A start cell has no predecessors: nothing flows back out of it.
+    for k, (bs, ss) in plan.starts.items():
+        if k > 0:
+            weights[bs, k - 1, 0, ss] = 0.0
+            sx = [s - 1 for s in ss]
+            keep = [i for i, s in enumerate(sx) if s >= 0]
+            if keep:
+                weights[[bs[i] for i in keep], k - 1, 1, [sx[i] for i in keep]] = 0.0
 
     # g[b, k, s] = d score / d p(cell s of wavefront k); column S+1 is a zero pad.
+    # Only g is swept (one fused dot product per step); the step gradients, weight times the
+    # successor's g, are formed for the whole lattice afterwards.
     g = q.zero_()
-    succ = g.as_strided((B, K + 1, 2, S + 1), (g.stride(0), S + 2, 1, 1)).unbind(1)
-    w_k = weights.unbind(1)
-    g_rows = g[:, :, : S + 1].unbind(1)
-
-    def _seed(k: int) -> None:
-        if k in plan.ends:
-            bs, ss = plan.ends[k]
-            g[bs, k, ss] += 1.0
-
-    _seed(plan.k_hi)
-    for k in range(plan.k_hi - 1, plan.k_lo - 1, -1):
-        contrib = w_k[k]  # [B, 2, S+1] -> gradients of the two steps out of each cell
-        contrib.mul_(succ[k + 1])
-        torch.add(contrib[:, 0], contrib[:, 1], out=g_rows[k])
-        _seed(k)
+    lo, hi = plan.k_lo, plan.k_hi
+    # successors[b, 0, s] = g[b, k+1, s] (y-step target), successors[b, 1, s] = g[b, k+1, s+1].
+    successors = g.as_strided((B, K, 2, S + 1), (g.stride(0), S + 2, 1, 1), g.storage_offset() + S + 2)
+    _seed(g, plan, hi)
+    per_step = zip(
+        reversed(weights[:, lo:hi].unbind(1)),
+        reversed(successors[:, lo:hi].unbind(1)),
+        reversed(g[:, lo:hi, : S + 1].unbind(1)),
+    )
+    for k, (w, succ, g_k) in enumerate(per_step):
+        torch.linalg.vecdot(w, succ, dim=1, out=g_k)
+        if hi - 1 - k in plan.ends:
+            _seed(g, plan, hi - 1 - k)
+    weights.mul_(successors)
     # Wavefronts the sweep never reached still hold weights, not gradients.
     weights[:, : plan.k_lo].zero_()
     weights[:, plan.k_hi :].zero_()
     px_view, py_view = _grad_views(weights, plan)
     return px_view.contiguous(), py_view.contiguous()
+
+
+def _seed(g: Tensor, plan: _Plan, k: int) -> None:
+    """d score / d p = 1 at the end cells on wavefront ``k``."""
+    if k in plan.ends:
+        bs, ss = plan.ends[k]
+        g[bs, k, ss] += 1.0
 
 
 class _MutualInformation(torch.autograd.Function):
@@ -233,7 +256,8 @@ def mutual_information_recursion(
 
     Args:
         px: ``[B, S, T+1]`` (regular) or ``[B, S, T]`` (modified) log-weights of x-steps
-            (emitting a symbol), float32/float64 (float16/bfloat16 are computed in float32).
+            (emitting a symbol), float32/float64 (float16/bfloat16 are upcast: the scores and
+            gradients are then float32).
         py: ``[B, S+1, T]`` log-weights of y-steps (emitting blank / next frame).
         boundary: optional int64 ``[B, 4]`` rows ``[s_begin, t_begin, s_end, t_end]``; default
             ``[0, 0, S, T]``.
@@ -257,19 +281,11 @@ def mutual_information_recursion(
     regular = T1 == T + 1
     rows = boundary_rows(boundary, B, S, T, "mutual_information_recursion")
 
-    orig_dtype = px.dtype
-    if orig_dtype in (torch.float16, torch.bfloat16):
-        px, py = px.float(), py.float()
-    elif orig_dtype not in (torch.float32, torch.float64):
-        raise LossInputError(f"px/py must be floating point, got {orig_dtype}")
-
+    px, py = upcast(px, "px"), upcast(py, "py")
     plan = _Plan.make(regular, B, S, T, rows)
     want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
     out: list = [None, None]
     scores = _MutualInformation.apply(px, py, plan, want_grads, out)
-    if orig_dtype != scores.dtype:
-        scores = scores.to(orig_dtype)
     if return_grad:
-        px_grad, py_grad = out
-        return scores, (px_grad.to(orig_dtype), py_grad.to(orig_dtype))
+        return scores, (out[0], out[1])
     return scores

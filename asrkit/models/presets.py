@@ -35,20 +35,23 @@ def _model(
     )
 
 
-def zipformer_xs(*, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "none") -> ModelConfig:
-    """A ~2.5M-parameter Zipformer2 transducer sized for training on 2 CPU cores."""
+def zipformer_xs(
+    *, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "utterance_mean", ctc_head: bool = True
+) -> ModelConfig:
+    """A ~2.5M-parameter Zipformer2 transducer (one layer per stack) sized for training on 2 CPU cores; same
+    feature normalization and CTC head as :func:`conformer_lite_xs` so the two compare fairly."""
     z = ZipformerConfig(
         downsampling_factor=(1, 2, 4, 8, 4, 2),
         num_encoder_layers=(1, 1, 1, 1, 1, 1),
-        encoder_dim=(96, 128, 128, 128, 128, 128),
-        encoder_unmasked_dim=(96, 96, 96, 96, 96, 96),
-        feedforward_dim=(256, 384, 384, 384, 384, 384),
+        encoder_dim=(64, 96, 96, 128, 96, 96),
+        encoder_unmasked_dim=(64, 64, 64, 96, 64, 64),
+        feedforward_dim=(192, 256, 256, 384, 256, 256),
         num_heads=(4, 4, 4, 4, 4, 4),
         cnn_module_kernel=(31, 31, 15, 15, 15, 31),
         subsampling_channels=64,
     )
     enc = EncoderConfig(type="zipformer", feature_norm=feature_norm, zipformer=z)  # type: ignore[arg-type]
-    return _model(enc, vocab_size=vocab_size, feature_dim=feature_dim, dim=256)
+    return _model(enc, vocab_size=vocab_size, feature_dim=feature_dim, dim=256, ctc_head=ctc_head)
 
 
 def zipformer_s(*, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "none") -> ModelConfig:

@@ -128,6 +128,8 @@ class Trainer:
         from asrkit.training.schedulers import build_scheduler
 
         self.job, self.cfg, self.ctx = job, cfg, ctx
+        job.exp_dir = Path(job.exp_dir)
+        job.exp_dir.mkdir(parents=True, exist_ok=True)
         if cfg.use_fp16 and cfg.use_bf16:
             raise ConfigError("use_fp16 and use_bf16 are mutually exclusive: choose one")
         if cfg.loss.ctc_loss_scale > 0 and not cfg.model.ctc_head:
@@ -150,6 +152,7 @@ class Trainer:
                                          lr_epochs=o.lr_epochs, warmup_batches=o.warmup_batches)
         self.scaler = _make_grad_scaler(cfg, ctx.device)
         self.state = TrainState()
+        self._pending_rng: Optional[dict] = None
         self.model_avg: Optional[dict[str, torch.Tensor]] = None
         if ctx.is_main:
             from asrkit.training.averaging import init_running_average
@@ -211,7 +214,8 @@ class Trainer:
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
             self.state.epoch_done = False
-        _restore_rng(ckpt.get("rng"))
+        # applied right before training resumes, so that set-up work cannot shift the random streams
+        self._pending_rng = ckpt.get("rng")
         if self.ctx.is_main:
             log.info("resumed from %s at epoch %d, batch %d of the epoch (%d steps in total)", path,
                      self.state.epoch, self.state.batch_in_epoch, self.state.batch_idx_train)
@@ -248,6 +252,7 @@ class Trainer:
         self._install_signal_handlers()
         started = time.monotonic()
         last = None
+        _restore_rng(self._pending_rng)
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
             self._train_one_epoch(started)
@@ -543,7 +548,15 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": list(_python_state_to_list(random.getstate()))}
+    """Every random stream training draws from (dropout: torch; SpecAugment: torch, python and numpy)."""
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(_python_state_to_list(random.getstate())),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+    }
 
 
 def _python_state_to_list(state):
@@ -557,6 +570,11 @@ def _restore_rng(state: Optional[dict]) -> None:
     torch.set_rng_state(state["torch"])
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def _make_grad_scaler(cfg: TrainConfig, device: torch.device):

@@ -493,7 +493,8 @@ def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
     extra = [s for s in speakers if s.split == "test_flite"]
     text_rng = random.Random(params["seed"] * 7919 + 1)
     target = params["hours"] * 3600.0
-    mean_factor = sum(s.rate_factor() for s in main) / len(main)
+    # Durations scale with 1/rate: average that, not the rate.
+    mean_factor = len(main) / sum(1.0 / s.rate_factor() for s in main)
 
     def draw() -> tuple[str, bool]:
         if params["sentences"] and text_rng.random() < 0.35:

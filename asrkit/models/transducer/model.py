@@ -160,9 +160,11 @@ class Transducer(nn.Module):
                 backend=loss_backend,
             )
 
-        ranges = get_rnnt_prune_ranges(px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range)
+        ranges = get_rnnt_prune_ranges(
+            px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range, backend=loss_backend
+        )
         am_pruned, lm_pruned = do_rnnt_pruning(
-            am=self.joiner.encoder_proj(raw), lm=self.joiner.decoder_proj(pred), ranges=ranges
+            am=self.joiner.encoder_proj(raw), lm=self.joiner.decoder_proj(pred), ranges=ranges, backend=loss_backend
         )  # (B, T', S, J) each
         logits = self.joiner(am_pruned, lm_pruned)  # (B, T', S, V)
 

@@ -131,15 +131,17 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
         k = k.reshape(t, b, h, self.query_head_dim).permute(2, 1, 3, 0)  # (H, B, d, T)
         scores = torch.matmul(q, k)  # (H, B, T, T)
 
-        use_pos = True
+        pos = self.linear_pos(pos_emb)  # (1, 2T-1, H*pd)
+        pos = pos.reshape(-1, 2 * t - 1, h, self.pos_head_dim).permute(2, 0, 3, 1)  # (H, 1, pd, 2T-1)
+        pos_scores = torch.matmul(p, pos)  # (H, B, T, 2T-1)
+        index = rel_to_abs_index(t, x.device).expand(h, b, t, t)
+        pos_scores = torch.gather(pos_scores, 3, index)
         if not torch.jit.is_scripting() and self.training:
-            use_pos = random.random() >= float(self.pos_emb_skip_rate)
-        if use_pos:
-            pos = self.linear_pos(pos_emb)  # (1, 2T-1, H*pd)
-            pos = pos.reshape(-1, 2 * t - 1, h, self.pos_head_dim).permute(2, 0, 3, 1)  # (H, 1, pd, 2T-1)
-            pos_scores = torch.matmul(p, pos)  # (H, B, T, 2T-1)
-            index = rel_to_abs_index(t, x.device).expand(h, b, t, t)
-            scores = scores + torch.gather(pos_scores, 3, index)
+            # Early in training the positional term is dropped on some steps (scaled by 0 rather than skipped, so
+            # every parameter stays in the graph and DDP needs no find_unused_parameters).
+            if random.random() < float(self.pos_emb_skip_rate):
+                pos_scores = pos_scores * 0.0
+        scores = scores + pos_scores
 
         if not torch.jit.is_scripting() and self.training:
             if random.random() < 0.1:

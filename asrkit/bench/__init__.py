@@ -1,0 +1,1 @@
+"""Benchmarks behind ``asrkit bench ...`` (their tables are quoted in docs/benchmarks.md)."""

@@ -1,0 +1,375 @@
+"""Benchmark: pruned vs full RNN-T loss, per backend (mean step time and peak memory).
+
+Protocol (scaled to a small CPU machine):
+
+* ``(T, U)`` pairs from a fixed-seed distribution shaped like LibriSpeech train-clean-100 after
+  4x subsampling: ``T`` in 31..680 (mean ~318), ``U`` in 2..151 (mean ~68).
+* Vocabulary 500, encoder/predictor outputs of dim 512, joiner ``Linear(512, 500)(tanh(enc + dec))``;
+  the pruned recipe adds icefall's two ``Linear(512, 500)`` "simple" projections, the smoothed
+  loss (``lm_only_scale=0.25, am_only_scale=0``), ``prune_range=5``, ``reduction="sum"``.
+* Utterances sorted by length, cut into batches of at most ``max_frames`` frames (sum of ``T``);
+  a fixed-seed shuffle of those batches gives the steps (the same ones for every configuration).
+  One extra warm-up step comes first.  A step is loss + backward; inputs are made beforehand.
+* Each configuration runs in a fresh subprocess with ``torch.set_num_threads(threads)``.
+  Peak memory is the rise of that process's resident-set high-water mark over the steps: the
+  kernel's ``VmHWM`` is reset to the current RSS (``/proc/self/clear_refs``) right before the
+  first step and read after the last, so it captures every allocation (torch's CPU allocator,
+  C++ extensions and glibc alike) but not imports or the inputs.  Falls back to ``ru_maxrss``.
+  Workers run with ``MALLOC_MMAP_THRESHOLD_=131072``, so every large tensor is its own mapping
+  returned to the OS when freed: RSS then tracks live memory instead of heap fragmentation.
+
+Run: ``asrkit bench loss`` (or ``python -m asrkit.bench.loss``), ``--quick`` for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+#: configuration name -> (kind, backend)
+CONFIGS: dict[str, tuple[str, str]] = {
+    "ours-pruned": ("pruned", "torch"),
+    "fast_rnnt-pruned": ("pruned", "fast_rnnt"),
+    "ours-full": ("full", "torch"),
+    "ours-full-sub-batched": ("sub_batched", "torch"),
+    "fast_rnnt-full": ("full", "fast_rnnt"),
+    "torchaudio-full": ("full", "torchaudio"),
+}
+
+# icefall's pruned-loss settings
+PRUNE_RANGE = 5
+LM_ONLY_SCALE = 0.25
+AM_ONLY_SCALE = 0.0
+SIMPLE_LOSS_SCALE = 0.5
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything a worker needs to rebuild the same batches."""
+
+    num_steps: int
+    max_frames: int
+    seed: int
+    threads: int
+    dim: int = 512
+    vocab: int = 500
+    length_scale: float = 1.0  # < 1 shrinks T and U (quick mode)
+    sub_batch_nodes: int = 100_000
+
+
+def sample_lengths(n: int, seed: int, length_scale: float = 1.0) -> list[tuple[int, int]]:
+    """``n`` (T, U) pairs: ``T = 31 + 649 * Beta(2.2, 2.78)`` (mean ~318) and
+    ``U = T * N(0.214, 0.04)`` clipped to 2..151 (mean ~68), optionally scaled down."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    T = 31 + np.round(649 * rng.beta(2.2, 2.78, size=n)).astype(int)
+    ratio = rng.normal(68 / 318, 0.04, size=n).clip(0.02, 0.45)
+    U = np.clip(np.round(T * ratio), 2, 151).astype(int)
+    if length_scale != 1.0:
+        T = np.maximum(2, np.round(T * length_scale)).astype(int)
+        U = np.clip(np.round(U * length_scale), 1, None).astype(int)
+        U = np.minimum(U, T)
+    return [(int(t), int(u)) for t, u in zip(T, U)]
+
+
+def make_batches(setting: Setting) -> list[list[tuple[int, int]]]:
+    """Length-sorted batches capped at ``max_frames`` total frames; a fixed-seed shuffle, first
+    ``num_steps + 1`` of them (the first is the warm-up)."""
+    import numpy as np
+
+    lengths = sorted(sample_lengths(4000, setting.seed, setting.length_scale))
+    batches: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    frames = 0
+    for t, u in lengths:
+        if current and frames + t > setting.max_frames:
+            batches.append(current)
+            current, frames = [], 0
+        current.append((t, u))
+        frames += t
+    if current:
+        batches.append(current)
+    order = np.random.default_rng(setting.seed + 1).permutation(len(batches))
+    return [batches[i] for i in order[: setting.num_steps + 1]]
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _make_inputs(batch: list[tuple[int, int]], setting: Setting, gen):
+    import torch
+
+    B = len(batch)
+    T = max(t for t, _ in batch)
+    U = max(u for _, u in batch)
+    enc = torch.randn(B, T, setting.dim, generator=gen)
+    dec = torch.randn(B, U + 1, setting.dim, generator=gen)
+    symbols = torch.randint(1, setting.vocab, (B, U), generator=gen)
+    boundary = torch.zeros(B, 4, dtype=torch.int64)
+    boundary[:, 2] = torch.tensor([u for _, u in batch])
+    boundary[:, 3] = torch.tensor([t for t, _ in batch])
+    return enc, dec, symbols, boundary
+
+
+def _step_fn(kind: str, backend: str, setting: Setting):
+    """Return ``step(enc, dec, symbols, boundary) -> loss value`` (does backward)."""
+    import torch
+
+    from asrkit import loss as L
+
+    gen = torch.Generator().manual_seed(setting.seed + 7)
+    out = torch.nn.Linear(setting.dim, setting.vocab)
+    simple_am = torch.nn.Linear(setting.dim, setting.vocab)
+    simple_lm = torch.nn.Linear(setting.dim, setting.vocab)
+    for lin in (out, simple_am, simple_lm):
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * setting.dim**-0.5)
+
+    def joiner(e, d):
+        return out(torch.tanh(e + d))
+
+    if kind == "pruned":
+
+        def step(enc, dec, symbols, boundary):
+            simple, (px_grad, py_grad) = L.rnnt_loss_smoothed(
+                lm=simple_lm(dec), am=simple_am(enc), symbols=symbols, termination_symbol=0,
+                lm_only_scale=LM_ONLY_SCALE, am_only_scale=AM_ONLY_SCALE, boundary=boundary,
+                reduction="sum", return_grad=True, backend=backend,
+            )
+            ranges = L.get_rnnt_prune_ranges(px_grad, py_grad, boundary, PRUNE_RANGE, backend=backend)
+            am_p, lm_p = L.do_rnnt_pruning(enc, dec, ranges, backend=backend)
+            pruned = L.rnnt_loss_pruned(joiner(am_p, lm_p), symbols, ranges, 0, boundary,
+                                        reduction="sum", backend=backend)
+            total = SIMPLE_LOSS_SCALE * simple + pruned
+            total.backward()
+            return float(pruned)
+
+    elif kind == "full" and backend == "torchaudio":
+        import torchaudio
+
+        def step(enc, dec, symbols, boundary):
+            logits = joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+            loss = torchaudio.functional.rnnt_loss(
+                logits, symbols.int(), boundary[:, 3].int(), boundary[:, 2].int(), blank=0,
+                reduction="sum",
+            )
+            loss.backward()
+            return float(loss)
+
+    elif kind == "full":
+
+        def step(enc, dec, symbols, boundary):
+            logits = joiner(enc.unsqueeze(2), dec.unsqueeze(1))
+            loss = L.rnnt_loss(logits, symbols, 0, boundary, reduction="sum", backend=backend)
+            loss.backward()
+            return float(loss)
+
+    elif kind == "sub_batched":
+
+        def step(enc, dec, symbols, boundary):
+            loss = L.rnnt_loss_sub_batched(
+                enc, dec, joiner, symbols, 0, boundary, reduction="sum",
+                max_nodes=setting.sub_batch_nodes, params=list(out.parameters()), backend=backend,
+            )
+            loss.backward()
+            return float(loss)
+
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    return step
+
+
+def run_worker(config: str, setting: Setting) -> dict:
+    """Run one configuration in this process; return its measurements."""
+    import torch
+
+    torch.set_num_threads(setting.threads)
+    kind, backend = CONFIGS[config]
+    step = _step_fn(kind, backend, setting)
+    gen = torch.Generator().manual_seed(setting.seed + 11)
+    batches = make_batches(setting)
+    inputs = [_make_inputs(b, setting, gen) for b in batches]
+    for enc, dec, _, _ in inputs:
+        enc.requires_grad_(True)
+        dec.requires_grad_(True)
+
+    exact = _reset_peak_rss()
+    base_kib = _rss_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times, losses = [], []
+    for i, (enc, dec, symbols, boundary) in enumerate(inputs):
+        t0 = time.perf_counter()
+        losses.append(step(enc, dec, symbols, boundary))
+        elapsed = time.perf_counter() - t0
+        if i > 0:  # the first batch is the warm-up
+            times.append(elapsed)
+        enc.grad = dec.grad = None
+    peak_kib = _rss_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "config": config,
+        "kind": kind,
+        "backend": backend,
+        "steps": len(times),
+        "mean_ms": 1000 * sum(times) / max(len(times), 1),
+        "min_ms": 1000 * min(times) if times else float("nan"),
+        "peak_mib": (peak_kib - base_kib) / 1024,
+        "loss_sum": sum(losses[1:]),
+        "frames": sum(t for b in batches[1:] for t, _ in b),
+        "memory_method": "VmHWM reset" if exact else "ru_maxrss",
+    }
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+def _available(config: str) -> bool:
+    backend = CONFIGS[config][1]
+    if backend == "torch":
+        return True
+    return importlib.util.find_spec(backend) is not None
+
+
+def bench_loss(
+    num_steps: int = 6,
+    max_frames: int = 1500,
+    seed: int = 0,
+    backends: tuple[str, ...] | list[str] | None = None,
+    quick: bool = False,
+    threads: int = 1,
+    configs: list[str] | None = None,
+) -> list[dict]:
+    """Measure every available configuration, each in a fresh subprocess.
+
+    Args:
+        num_steps: timed steps per configuration (after one warm-up step).
+        max_frames: frames (after subsampling) per batch.
+        seed: seed of the length distribution and of the inputs.
+        backends: subset of ``("torch", "fast_rnnt", "torchaudio")``; default all installed.
+        quick: tiny smoke-test setting (short utterances, dim 64, vocab 50, 2 steps).
+        threads: ``torch.set_num_threads`` in each worker.
+        configs: explicit configuration names (default: all of :data:`CONFIGS` that apply).
+
+    Returns:
+        One dict per configuration: config, kind, backend, steps, mean_ms, min_ms, peak_mib,
+        loss_sum, frames, memory_method, plus ``time_vs_ref``/``mem_vs_ref`` ratios against
+        fast_rnnt-pruned (or ours-pruned when fast_rnnt is missing).
+    """
+    if quick:
+        setting = Setting(num_steps=min(num_steps, 2), max_frames=min(max_frames, 300), seed=seed,
+                          threads=threads, dim=64, vocab=50, length_scale=0.1, sub_batch_nodes=2000)
+    else:
+        setting = Setting(num_steps=num_steps, max_frames=max_frames, seed=seed, threads=threads)
+    names = configs or [c for c in CONFIGS if backends is None or CONFIGS[c][1] in backends]
+    rows = []
+    for name in names:
+        if not _available(name):
+            continue
+        cmd = [sys.executable, "-m", "asrkit.bench.loss", "--worker", name,
+               "--setting", json.dumps(asdict(setting))]
+        # A fixed mmap threshold makes glibc serve every large tensor with its own mapping and
+        # give it back on free, so RSS follows the live bytes (no heap-fragmentation noise).
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"benchmark worker {name} failed:\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    _add_ratios(rows)
+    return rows
+
+
+def _add_ratios(rows: list[dict]) -> None:
+    by_name = {r["config"]: r for r in rows}
+    ref = by_name.get("fast_rnnt-pruned") or by_name.get("ours-pruned")
+    for r in rows:
+        r["reference"] = ref["config"] if ref else None
+        r["time_vs_ref"] = r["mean_ms"] / ref["mean_ms"] if ref else float("nan")
+        r["mem_vs_ref"] = r["peak_mib"] / ref["peak_mib"] if ref and ref["peak_mib"] > 0 else float("nan")
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of :func:`bench_loss` rows, plus the target ratios."""
+    if not rows:
+        return "(no configuration could run)"
+    ref = rows[0].get("reference")
+    lines = [
+        f"| configuration | mean step (ms) | peak memory (MiB) | time / {ref} | memory / {ref} |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['mean_ms']:.0f} | {r['peak_mib']:.0f} | "
+            f"{r['time_vs_ref']:.2f} | {r['mem_vs_ref']:.2f} |"
+        )
+    by_name = {r["config"]: r for r in rows}
+    notes = []
+
+    def ratio(a: str, b: str, key: str) -> float:
+        return by_name[a][key] / by_name[b][key] if by_name[b][key] else math.nan
+
+    if "ours-pruned" in by_name and "fast_rnnt-pruned" in by_name:
+        notes.append(
+            f"ours-pruned / fast_rnnt-pruned: time {ratio('ours-pruned', 'fast_rnnt-pruned', 'mean_ms'):.2f}x "
+            f"(target <= 1.2), memory {ratio('ours-pruned', 'fast_rnnt-pruned', 'peak_mib'):.2f}x (target <= 1.1)"
+        )
+    for full in ("ours-full", "ours-full-sub-batched", "fast_rnnt-full", "torchaudio-full"):
+        pruned = "ours-pruned" if full.startswith("ours") else f"{full.split('-')[0]}-pruned"
+        if pruned not in by_name:
+            pruned = "ours-pruned"
+        if full in by_name and pruned in by_name:
+            notes.append(
+                f"{full} / {pruned}: time {ratio(full, pruned, 'mean_ms'):.1f}x, "
+                f"memory {ratio(full, pruned, 'peak_mib'):.1f}x (target >= 4)"
+            )
+    if notes:
+        lines.append("")
+        lines.extend(f"- {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
+    parser.add_argument("--num-steps", type=int, default=6)
+    parser.add_argument("--max-frames", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--configs", nargs="*", default=None, choices=list(CONFIGS))
+    args = parser.parse_args(argv)
+    if args.worker:
+        setting = Setting(**json.loads(args.setting))
+        print(json.dumps(run_worker(args.worker, setting)))
+        return
+    rows = bench_loss(num_steps=args.num_steps, max_frames=args.max_frames, seed=args.seed,
+                      quick=args.quick, threads=args.threads, configs=args.configs)
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
