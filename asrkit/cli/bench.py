@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,3 +24,27 @@ def loss(
 
     rows = bench_loss(num_steps=2 if quick else num_steps, seed=seed, quick=quick)
     typer.echo(format_table(rows))
+
+
+@app.command("train")
+def train(
+    recipe: Annotated[Path, typer.Option(help="Recipe YAML.")],
+    train_cuts: Annotated[Path, typer.Option(help="Cuts with features to train on.")],
+    lang_dir: Annotated[Path, typer.Option(help="Tokenizer directory.")] = Path("data/lang"),
+    world_size: Annotated[int, typer.Option(help="Processes (DDP).")] = 1,
+    steps: Annotated[int, typer.Option(help="Timed steps per process.")] = 20,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 3,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    set_: Annotated[list[str], typer.Option("--set", help="Recipe overrides KEY=VALUE.")] = [],
+) -> None:
+    """Training throughput (audio seconds per second) of a recipe.
+
+    Example: asrkit bench train --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
+    --world-size 2
+    """
+    from asrkit.bench.train import bench_train, format_result
+    from asrkit.config import parse_override
+
+    result = bench_train(recipe, train_cuts, lang_dir, world_size, steps, warmup, device,
+                         dict(parse_override(s) for s in set_))
+    typer.echo(format_result(result))

@@ -199,8 +199,12 @@ def build_spec_augment(cfg: DataConfig):
 
 def make_sampler(cuts, cfg: DataConfig, train: bool, seed: int, world_size: int = 1, rank: int = 0):
     """DynamicBucketingSampler partitioning batches across ``world_size`` ranks."""
+    import warnings
+
     from lhotse.dataset import DynamicBucketingSampler
 
+    # Our cut sets are eager (they were filtered in memory); lhotse warns about that on every epoch.
+    warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly")
     return DynamicBucketingSampler(
         cuts,
         max_duration=cfg.max_duration,

@@ -72,41 +72,24 @@ class _Plan:
         return _Plan(regular, B, S, T, K, starts, ends, k_lo, k_hi, end_k, end_s)
 
 
-def _skewed_views(buf: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
-    """Views of a ``[B, K, 2, S+1]`` buffer laid out like ``px`` and ``py``.
-
-    ``buf[b, k, 0, s + 1]`` holds the x-step *into* cell ``s + 1`` of wavefront ``k + 1`` (that is
-    ``px[b, s, t]``) and ``buf[b, k, 1, s]`` the y-step out of cell ``s`` (``py[b, s, t]``), where
-    ``k = s + t`` (regular) or ``k = t`` (modified).  Returns ``(px_view, py_view)`` with shapes
-    ``[B, S, T+1 or T]`` and ``[B, S+1, T]``.
-    """
+def _lattice_views(buf: Tensor, plan: _Plan, x_offset: int, y_offset: int) -> tuple[Tensor, Tensor]:
+    """``px``/``py``-shaped views (``[B, S, T(+1)]``, ``[B, S+1, T]``) of a ``[K, B, 2, S+1]``
+    wavefront buffer, whose entry for lattice node ``(s, t)`` of sequence ``b`` is at
+    ``buf[k, b, half, s + offset]`` with ``k = s + t`` (regular) or ``k = t`` (modified)."""
     B, S, T = plan.B, plan.S, plan.T
-    row = 2 * (S + 1)  # elements per wavefront
-    bstride = buf.stride(0)
+    row = buf.stride(0)  # elements per wavefront: B * 2 * (S + 1)
+    bstride = buf.stride(1)
+    half = buf.stride(2)
     base = buf.storage_offset()
     if plan.regular:
-        # element (s, t) at (s + t) * row + s  ==  s * (row + 1) + t * row
-        px_view = buf.as_strided((B, S, T + 1), (bstride, row + 1, row), base + 1)
-        py_view = buf.as_strided((B, S + 1, T), (bstride, row + 1, row), base + S + 1)
+        # node (s, t) at (s + t) * row + s  ==  s * (row + 1) + t * row
+        strides = (bstride, row + 1, row)
+        T1 = T + 1
     else:
-        px_view = buf.as_strided((B, S, T), (bstride, 1, row), base + 1)
-        py_view = buf.as_strided((B, S + 1, T), (bstride, 1, row), base + S + 1)
-    return px_view, py_view
-
-
-def _grad_views(buf: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
-    """Views of the backward buffer: ``buf[b, k, 1, s]`` is the gradient of the x-step *out of*
-    cell ``s`` of wavefront ``k`` (``px[b, s, t]``), ``buf[b, k, 0, s]`` that of its y-step."""
-    B, S, T = plan.B, plan.S, plan.T
-    row = 2 * (S + 1)
-    bstride = buf.stride(0)
-    base = buf.storage_offset()
-    if plan.regular:
-        px_view = buf.as_strided((B, S, T + 1), (bstride, row + 1, row), base + S + 1)
-        py_view = buf.as_strided((B, S + 1, T), (bstride, row + 1, row), base)
-    else:
-        px_view = buf.as_strided((B, S, T), (bstride, 1, row), base + S + 1)
-        py_view = buf.as_strided((B, S + 1, T), (bstride, 1, row), base)
+        strides = (bstride, 1, row)
+        T1 = T
+    px_view = buf.as_strided((B, S, T1), strides, base + x_offset)
+    py_view = buf.as_strided((B, S + 1, T), strides, base + half + y_offset)
     return px_view, py_view
 
 
@@ -114,36 +97,47 @@ def _inject_starts(q: Tensor, plan: _Plan, k: int) -> None:
     """p = 0 at the start cells on wavefront ``k``."""
     if k in plan.starts:
         bs, ss = plan.starts[k]
-        q[bs, k, [s + 1 for s in ss]] = 0.0
+        q[k, bs, [s + 1 for s in ss]] = 0.0
+
+
+def _seed(g: Tensor, plan: _Plan, k: int) -> None:
+    """d score / d p = 1 at the end cells on wavefront ``k``."""
+    if k in plan.ends:
+        bs, ss = plan.ends[k]
+        g[k, bs, ss] += 1.0
 
 
 def _forward(px: Tensor, py: Tensor, plan: _Plan) -> tuple[Tensor, Tensor, Tensor]:
     """Run the recursion.  Returns ``(scores [B], q, steps)``.
 
-    ``q`` is ``[B, K+1, S+2]``: ``q[b, k, s + 1]`` is ``p`` of cell ``s`` on wavefront ``k``
-    (column 0 is a permanent ``-inf`` pad).  ``steps`` is the ``[B, K, 2, S+1]`` buffer that on
-    return holds, for each target cell, its two incoming terms (``p[pred] + px``/``p[pred] + py``).
+    Buffers are wavefront-major so that each step touches one contiguous block:
+
+    * ``steps`` ``[K, B, 2, S+1]``: ``steps[k, b, 0, s]`` is the x-step *into* cell ``s`` of
+      wavefront ``k+1`` (``px`` of cell ``s-1``; ``-inf`` for ``s = 0``), ``steps[k, b, 1, s]``
+      the y-step into it (``py`` of cell ``s``).  On return each holds ``p[pred] + step``.
+    * ``q`` ``[K+1, B, S+2]``: ``q[k, b, s+1]`` is ``p`` of cell ``s`` on wavefront ``k``
+      (column 0 is a permanent ``-inf`` pad).
     """
     B, S, K = plan.B, plan.S, plan.K
-    steps = px.new_full((B, K, 2, S + 1), _NEG_INF)
-    x_view, y_view = _skewed_views(steps, plan)
+    steps = px.new_full((K, B, 2, S + 1), _NEG_INF)
+    x_view, y_view = _lattice_views(steps, plan, x_offset=1, y_offset=0)
     x_view.copy_(px)
     y_view.copy_(py)
 
-    q = px.new_full((B, K + 1, S + 2), _NEG_INF)
+    q = px.new_full((K + 1, B, S + 2), _NEG_INF)
     lo, hi = plan.k_lo, plan.k_hi
     _inject_starts(q, plan, lo)
     # Per-step views are made up front by unbind() (in C++): creating them one at a time with
     # Python indexing would cost more than the two ops of each step.
-    # window[b, 0, s] = q[b, k, s] (cell s-1, the x-predecessor of cell s),
-    # window[b, 1, s] = q[b, k, s+1] (cell s itself, its y-predecessor).
-    windows = q.as_strided((B, K + 1, 2, S + 1), (q.stride(0), S + 2, 1, 1))
+    # window[b, 0, s] = q[k, b, s] (cell s-1, the x-predecessor of cell s),
+    # window[b, 1, s] = q[k, b, s+1] (cell s itself, its y-predecessor).
+    windows = q.as_strided((K + 1, B, 2, S + 1), (B * (S + 2), S + 2, 1, 1))
     per_step = zip(
-        steps[:, lo:hi].unbind(1),
-        windows[:, lo:hi].unbind(1),
-        steps[:, lo:hi, 0].unbind(1),
-        steps[:, lo:hi, 1].unbind(1),
-        q[:, lo + 1 : hi + 1, 1:].unbind(1),
+        steps[lo:hi].unbind(0),
+        windows[lo:hi].unbind(0),
+        steps[lo:hi, :, 0].unbind(0),
+        steps[lo:hi, :, 1].unbind(0),
+        q[lo + 1 : hi + 1, :, 1:].unbind(0),
     )
     if len(plan.starts) == 1:  # the common case: every sequence starts on wavefront k_lo
         for terms, window, x_term, y_term, q_next in per_step:
@@ -157,7 +151,7 @@ def _forward(px: Tensor, py: Tensor, plan: _Plan) -> tuple[Tensor, Tensor, Tenso
                 _inject_starts(q, plan, k)
 
     device = px.device
-    scores = q[torch.arange(B, device=device), torch.tensor(plan.end_k, device=device),
+    scores = q[torch.tensor(plan.end_k, device=device), torch.arange(B, device=device),
                torch.tensor(plan.end_s, device=device) + 1]
     return scores, q, steps
 
@@ -168,15 +162,15 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     Consumes ``q`` and ``steps`` (their storage is reused).
     """
     B, S, K = plan.B, plan.S, plan.K
-    # w_x[b, k, s]: share of target cell (k+1, s) that arrived through its x-step,
+    # w_x[k, b, s]: share of target cell (k+1, s) that arrived through its x-step,
     # exp(term_x - total); the y-step carries 1 - w_x.  Non-finite totals count as 0 and
     # non-finite shares as "no gradient" (k2's kernels do the same), so cells that no path
     # reaches pass nothing on and NaN never spreads.
-    w_x = torch.nan_to_num(q[:, 1:, 1:], nan=0.0, posinf=0.0, neginf=0.0)
-    torch.sub(steps[:, :, 0], w_x, out=w_x).exp_()  # [B, K, S+1]
+    w_x = torch.nan_to_num(q[1:, :, 1:], nan=0.0, posinf=0.0, neginf=0.0)
+    torch.sub(steps[:, :, 0], w_x, out=w_x).exp_()  # [K, B, S+1]
 
-    # Re-use `steps` as the weights per *source* cell: [b, k, 0, s] y-step (s -> s),
-    # [b, k, 1, s] x-step (s -> s+1).
+    # Re-use `steps` as the weights per *source* cell: [k, b, 0, s] y-step (s -> s),
+    # [k, b, 1, s] x-step (s -> s+1).
     weights = steps
     torch.neg(w_x, out=weights[:, :, 0]).add_(1.0)
     weights[:, :, 1, :S].copy_(w_x[:, :, 1:])
@@ -186,24 +180,23 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     # A start cell has no predecessors: nothing flows back out of it.
     for k, (bs, ss) in plan.starts.items():
         if k > 0:
-            weights[bs, k - 1, 0, ss] = 0.0
-            sx = [s - 1 for s in ss]
-            keep = [i for i, s in enumerate(sx) if s >= 0]
+            weights[k - 1, bs, 0, ss] = 0.0
+            keep = [(b, s - 1) for b, s in zip(bs, ss) if s >= 1]
             if keep:
-                weights[[bs[i] for i in keep], k - 1, 1, [sx[i] for i in keep]] = 0.0
+                weights[k - 1, [b for b, _ in keep], 1, [s for _, s in keep]] = 0.0
 
-    # g[b, k, s] = d score / d p(cell s of wavefront k); column S+1 is a zero pad.
+    # g[k, b, s] = d score / d p(cell s of wavefront k); column S+1 is a zero pad.
     # Only g is swept (one fused dot product per step); the step gradients, weight times the
     # successor's g, are formed for the whole lattice afterwards.
     g = q.zero_()
     lo, hi = plan.k_lo, plan.k_hi
-    # successors[b, 0, s] = g[b, k+1, s] (y-step target), successors[b, 1, s] = g[b, k+1, s+1].
-    successors = g.as_strided((B, K, 2, S + 1), (g.stride(0), S + 2, 1, 1), g.storage_offset() + S + 2)
+    # successors[k, b, 0, s] = g[k+1, b, s] (y-step target), [k, b, 1, s] = g[k+1, b, s+1].
+    successors = g.as_strided((K, B, 2, S + 1), (B * (S + 2), S + 2, 1, 1), g.storage_offset() + B * (S + 2))
     _seed(g, plan, hi)
     per_step = zip(
-        reversed(weights[:, lo:hi].unbind(1)),
-        reversed(successors[:, lo:hi].unbind(1)),
-        reversed(g[:, lo:hi, : S + 1].unbind(1)),
+        reversed(weights[lo:hi].unbind(0)),
+        reversed(successors[lo:hi].unbind(0)),
+        reversed(g[lo:hi, :, : S + 1].unbind(0)),
     )
     for k, (w, succ, g_k) in enumerate(per_step):
         torch.linalg.vecdot(w, succ, dim=1, out=g_k)
@@ -211,17 +204,10 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
             _seed(g, plan, hi - 1 - k)
     weights.mul_(successors)
     # Wavefronts the sweep never reached still hold weights, not gradients.
-    weights[:, : plan.k_lo].zero_()
-    weights[:, plan.k_hi :].zero_()
-    px_view, py_view = _grad_views(weights, plan)
+    weights[:lo].zero_()
+    weights[hi:].zero_()
+    px_view, py_view = _lattice_views(weights, plan, x_offset=S + 1, y_offset=-(S + 1))
     return px_view.contiguous(), py_view.contiguous()
-
-
-def _seed(g: Tensor, plan: _Plan, k: int) -> None:
-    """d score / d p = 1 at the end cells on wavefront ``k``."""
-    if k in plan.ends:
-        bs, ss = plan.ends[k]
-        g[bs, k, ss] += 1.0
 
 
 class _MutualInformation(torch.autograd.Function):

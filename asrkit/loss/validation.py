@@ -56,6 +56,11 @@ def check_st_lengths(S: int, T: int, rnnt_type: str, boundary: Tensor | None, wh
     if boundary is None:
         Ss, Ts = [S], [T]
     else:
+        if boundary.dtype != torch.int64 or boundary.ndim != 2 or boundary.shape[1] != 4:
+            raise LossInputError(
+                f"{where}: boundary must be an int64 tensor of shape (B, 4), got dtype "
+                f"{boundary.dtype} shape {tuple(boundary.shape)}"
+            )
         Ss, Ts = boundary[:, 2].tolist(), boundary[:, 3].tolist()
     for b, (s, t) in enumerate(zip(Ss, Ts)):
         if s < 1:

@@ -42,7 +42,8 @@ class ZipformerConfig:
     pos_head_dim: int = 4
     pos_dim: int = 48
     subsampling_channels: int = 128
-    """Channels of the last Conv2d of the front-end (icefall's ``layer3_channels``)."""
+    """Channels C of the front-end's last Conv2d and ConvNeXt (icefall's ``layer3_channels``); its first two
+    Conv2d get max(4, C // 16) and max(8, C // 4) channels (C = 128 gives icefall's 8, 32, 128)."""
     dropout: float = 0.1
     """Final dropout rate inside layers (scheduled from a higher value early in training)."""
     causal: bool = False

@@ -15,6 +15,7 @@ avg=2
 method=greedy_search
 num_jobs=2
 force=""
+work_dir=""                     # where data/ and exp/ go (default: this script's directory)
 extra_train_args=()
 
 usage() {
@@ -42,6 +43,7 @@ Options:
   --method M          decoding method (default $method)
   --num-jobs J        parallel processes for data preparation (default $num_jobs)
   --train-args "..."  extra arguments for asrkit train (e.g. "--set num_epochs=2")
+  --work-dir DIR       where data/ and exp/ are written (default: egs/synth)
   --force             redo finished stages
 USAGE
 }
@@ -60,6 +62,7 @@ while [ $# -gt 0 ]; do
     --method) method="$2"; shift 2 ;;
     --num-jobs) num_jobs="$2"; shift 2 ;;
     --train-args) read -r -a extra_train_args <<< "$2"; shift 2 ;;
+    --work-dir) work_dir="$2"; shift 2 ;;
     --force) force="--force"; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -68,8 +71,9 @@ done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-cd "$here"
 case "$recipe" in /*) ;; *) recipe="$root/$recipe" ;; esac
+mkdir -p "${work_dir:-$here}"
+cd "${work_dir:-$here}"
 
 log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
 run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }

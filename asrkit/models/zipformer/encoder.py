@@ -49,7 +49,8 @@ class Zipformer2(nn.Module):
         encoder_dim / num_encoder_layers / encoder_unmasked_dim / feedforward_dim / num_heads /
             cnn_module_kernel: per-stack tuples (same length as downsampling_factor).
         query_head_dim / value_head_dim / pos_head_dim / pos_dim: attention sizes (all stacks).
-        subsampling_channels: channels of the front-end's last Conv2d.
+        subsampling_channels: channels C of the front-end's last Conv2d and ConvNeXt; the first two convs get
+            max(4, C // 16) and max(8, C // 4) channels (icefall: C = 128 -> 8, 32, 128).
         dropout: final feed-forward/front-end dropout (scheduled from 0.3 down to it over 20k batches).
         causal: chunk-causal convolutions and chunked attention.
         chunk_size / left_context_frames: at 50 Hz; training samples one of each per batch, evaluation uses
@@ -93,8 +94,14 @@ class Zipformer2(nn.Module):
         scheduled_dropout: FloatLike = ScheduledFloat((0.0, 0.3), (20000.0, dropout))
 
         self.feature_norm = FeatureNorm(feature_norm)
+        # icefall's front-end widths are (8, 32, 128); smaller models scale all three together.
         self.encoder_embed = Conv2dSubsampling(
-            feature_dim, encoder_dim[0], layer3_channels=subsampling_channels, dropout=scheduled_dropout
+            feature_dim,
+            encoder_dim[0],
+            layer1_channels=max(4, subsampling_channels // 16),
+            layer2_channels=max(8, subsampling_channels // 4),
+            layer3_channels=subsampling_channels,
+            dropout=scheduled_dropout,
         )
         stacks = []
         for i in range(n):

@@ -94,14 +94,22 @@ class ChunkCausalDepthwiseConv1d(nn.Module):
 
 class SymmetricDepthwiseConv1d(nn.Conv1d):
     """Ordinary ("same"-padded) depthwise conv with the chunk-aware signature of
-    :class:`ChunkCausalDepthwiseConv1d` (``chunk_size`` is ignored), so both script identically."""
+    :class:`ChunkCausalDepthwiseConv1d` (``chunk_size`` is ignored), so both script identically.
+
+    Computed as a channels-last 2-D convolution over a (B, D, 1, T) view: on CPU its backward pass is ~3-4x
+    faster than ``conv1d``'s (measured 13 ms -> 3.4 ms for D=64, T=200, K=31, batch 10). Same parameters.
+    """
 
     def __init__(self, channels: int, kernel_size: int) -> None:
         super().__init__(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels)
 
     def forward(self, x: Tensor, chunk_size: int = -1) -> Tensor:
         """x (B, D, T) -> (B, D, T)."""
-        return self._conv_forward(x, self.weight, self.bias)
+        x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (B, D, 1, T), NHWC in memory
+        y = nn.functional.conv2d(
+            x4, self.weight.unsqueeze(2), self.bias, padding=(0, self.kernel_size[0] // 2), groups=self.groups
+        )
+        return y.squeeze(2)
 
 
 class ConvolutionModule(nn.Module):

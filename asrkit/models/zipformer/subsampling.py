@@ -43,7 +43,7 @@ class ConvNeXt(nn.Module):
         self.layerdrop_rate = ScheduledFloat((0.0, 0.2), (20000.0, 0.015))
         self.depthwise_conv = nn.Conv2d(channels, channels, kernel_size, padding=self.padding, groups=channels)
         self.pointwise_conv1 = nn.Conv2d(channels, hidden, kernel_size=1)
-        self.hidden_balancer = Balancer(hidden, channel_dim=1, min_positive=0.3, max_positive=1.0, min_abs=0.75, max_abs=5.0)
+        self.hidden_balancer = Balancer(hidden, channel_dim=-1, min_positive=0.3, max_positive=1.0, min_abs=0.75, max_abs=5.0)
         self.activation = SwooshL()
         self.pointwise_conv2 = scaled_conv2d(hidden, channels, kernel_size=1, initial_scale=0.01)
         self.out_balancer = Balancer(channels, channel_dim=1, min_positive=0.4, max_positive=0.6, min_abs=1.0, max_abs=6.0)
@@ -54,11 +54,16 @@ class ConvNeXt(nn.Module):
         bypass = x
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(1).unsqueeze(-1), 0.0)
-        x = self.depthwise_conv(x)
-        x = self.pointwise_conv1(x)
+        # Channels-last throughout: the depthwise conv's backward is ~4x faster on CPU in that layout, and the
+        # 1x1 convs become plain matmuls over the channel axis (same parameters as the Conv2d modules).
+        x = self.depthwise_conv(x.contiguous(memory_format=torch.channels_last))
+        x = x.permute(0, 2, 3, 1)  # (B, T', F', C), contiguous
+        c_hidden = self.pointwise_conv1.out_channels
+        x = nn.functional.linear(x, self.pointwise_conv1.weight.reshape(c_hidden, -1), self.pointwise_conv1.bias)
         x = self.hidden_balancer(x)
         x = self.activation(x)
-        x = self.pointwise_conv2(x)
+        x = nn.functional.linear(x, self.pointwise_conv2.weight.reshape(-1, c_hidden), self.pointwise_conv2.bias)
+        x = x.permute(0, 3, 1, 2)  # (B, C, T', F')
         if not torch.jit.is_scripting() and self.training:
             rate = float(self.layerdrop_rate)
             if rate > 0.0:
