@@ -33,8 +33,6 @@ def decode_test_sets(
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}.
     """
-    import torch
-
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
     from asrkit.data.tokenizer import Tokenizer
@@ -42,8 +40,10 @@ def decode_test_sets(
     from asrkit.decoding.scoring import save_results
     from asrkit.training.selection import load_selected_model
 
+    from asrkit.training.distributed import pick_device
+
     tokenizer = Tokenizer.load(lang_dir)
-    model, _ = load_selected_model(exp_dir, selection, device=torch.device(device))
+    model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
     out_dir = Path(exp_dir) / method
     wers = {}
     data_cfg = DataConfig(max_duration=max_duration, shuffle=False)

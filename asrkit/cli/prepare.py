@@ -121,6 +121,10 @@ def fbank(
     speed_perturb: Annotated[
         Optional[list[str]], typer.Option("--speed-perturb", help="Splits to add 0.9x/1.1x copies to.")
     ] = None,
+    window: Annotated[
+        Optional[float], typer.Option(help="Splits without transcripts (MUSAN): cut recordings into windows of "
+                                           "this many seconds.")
+    ] = None,
     num_jobs: NumJobs = 2,
     force: Force = False,
     verbose: Verbose = False,
@@ -134,7 +138,8 @@ def fbank(
 
     setup_logging(output_dir / "log" / f"fbank-{prefix}.log", verbose=verbose)
     use_soundfile_backend()
-    compute_fbank_for_splits(manifest_dir, prefix, splits, output_dir, speed_perturb or (), num_jobs, force)
+    compute_fbank_for_splits(manifest_dir, prefix, splits, output_dir, speed_perturb or (), num_jobs, force,
+                             window)
 
 
 @app.command("tokenizer")

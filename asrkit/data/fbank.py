@@ -31,8 +31,13 @@ def compute_fbank_for_splits(
     speed_perturb_splits: Sequence[str] = (),
     num_jobs: int = 2,
     force: bool = False,
+    window: float | None = None,
 ) -> dict[str, Path]:
     """Compute and store fbank features for each split; returns {split: cuts path}.
+
+    A split without a supervision manifest (e.g. MUSAN noise) needs ``window``: its recordings are cut into
+    windows of that many seconds (the last, shorter piece of each recording is kept when >= half a window),
+    to be mixed into training cuts as noise.
 
     Example:
         >>> compute_fbank_for_splits(Path("data/manifests"), "synth", ["train", "dev", "test"],
@@ -51,16 +56,27 @@ def compute_fbank_for_splits(
             continue
         rec_path = Path(manifest_dir) / f"{prefix}_recordings_{split}.jsonl.gz"
         sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{split}.jsonl.gz"
-        for p in (rec_path, sup_path):
-            if not p.exists():
-                raise DataError(f"manifest {p} does not exist", hint="run the `asrkit prepare manifests` stage")
+        if not rec_path.exists():
+            raise DataError(f"manifest {rec_path} does not exist", hint="run the `asrkit prepare manifests` stage")
         recordings = RecordingSet.from_file(rec_path)
-        supervisions = SupervisionSet.from_file(sup_path)
-        cuts = (
-            CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-            .trim_to_supervisions(keep_overlapping=False)
-            .to_eager()
-        )
+        if sup_path.exists():
+            supervisions = SupervisionSet.from_file(sup_path)
+            cuts = (
+                CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+                .trim_to_supervisions(keep_overlapping=False)
+                .to_eager()
+            )
+        elif window:
+            cuts = (
+                CutSet.from_manifests(recordings=recordings)
+                .cut_into_windows(window)
+                .filter(lambda c: c.duration >= window / 2)
+                .to_eager()
+            )
+        else:
+            raise DataError(f"manifest {sup_path} does not exist",
+                            hint="run `asrkit prepare manifests`, or pass --window for recordings without "
+                                 "transcripts (noise corpora such as MUSAN)")
         if split in speed_perturb_splits:
             cuts = cuts + cuts.perturb_speed(0.9) + cuts.perturb_speed(1.1)
         log.info("computing fbank for %s/%s (%d cuts, %d jobs)", prefix, split, len(cuts), num_jobs)

@@ -50,7 +50,7 @@ class TrainJob:
     """Where a run reads and writes, and how it is launched (not part of the saved hyper-parameters)."""
 
     exp_dir: Path
-    train_cuts: Path
+    train_cuts: Path | list[Path]  # several cut sets are concatenated (e.g. LibriSpeech's 960 h)
     lang_dir: Path
     valid_cuts: Optional[Path] = None
     world_size: int = 1
@@ -223,7 +223,10 @@ class Trainer:
     def _load_data(self):
         cfg, job = self.cfg, self.job
         frames_fn = encoder_frames_fn(self.model)
-        train = load_cuts(job.train_cuts).to_eager()
+        paths = job.train_cuts if isinstance(job.train_cuts, (list, tuple)) else [job.train_cuts]
+        train = load_cuts(paths[0]).to_eager()
+        for path in paths[1:]:
+            train = train + load_cuts(path).to_eager()
         train, _ = filter_cuts(train, self.tokenizer, frames_fn, cfg.data.min_utterance_duration,
                                cfg.data.max_utterance_duration, name="train")
         valid = None

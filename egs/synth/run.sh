@@ -71,17 +71,12 @@ done
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-case "$recipe" in /*) ;; *) recipe="$root/$recipe" ;; esac
+source "$root/egs/lib/stages.sh"
+recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
 
-log() { echo "$(date '+%H:%M:%S') [run.sh] $*"; }
-run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
-timed() { local t0=$SECONDS; "$@"; log "stage took $((SECONDS - t0)) s"; }
-
-if [ -z "$epoch" ]; then
-  epoch=$(python3 -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('num_epochs', 10))" "$recipe")
-fi
+[ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
 [ "$avg" -le "$epoch" ] || avg=$epoch
 select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
 

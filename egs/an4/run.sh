@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Staged recipe for CMU AN4 (~1 h of alphanumeric speech; 948 train / 130 test utterances).
+# Each stage is one `asrkit` call; finished work is skipped on re-runs (--force redoes it).
+set -euo pipefail
+
+stage=0
+stop_stage=8
+dl_dir=download                 # an4_sphere.tar.gz is downloaded (or found) here
+recipe=recipes/an4.yaml
+exp_dir=exp/an4
+vocab_size=48                   # small unigram vocabulary: letters, digits and a few word pieces
+epoch=""
+avg=5
+world_size=1
+num_jobs=2
+force=""
+work_dir=""
+
+usage() {
+  cat <<USAGE
+Usage: egs/an4/run.sh [--stage N] [--stop-stage M] [options]
+
+Stages:
+  0  download + extract an4_sphere.tar.gz        (asrkit prepare download an4)
+  1  manifests (NIST SPHERE read via libsndfile) (asrkit prepare manifests an4)
+  2  fbank, speed perturbation on train          (asrkit prepare fbank)
+  3  unigram tokenizer                           (asrkit prepare tokenizer)
+  4  train                                       (asrkit train)
+  5  average                                     (asrkit average)
+  6  decode test: greedy + modified beam search  (asrkit decode)
+  7  export pretrained.pt + ONNX                  (asrkit export)
+  8  print the test WERs
+
+Options: --dl-dir DIR, --recipe FILE, --exp-dir DIR, --vocab-size N, --epoch E, --avg N,
+         --world-size N (GPUs/processes), --num-jobs J, --work-dir DIR, --force
+USAGE
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage="$2"; shift 2 ;;
+    --stop-stage) stop_stage="$2"; shift 2 ;;
+    --dl-dir) dl_dir="$2"; shift 2 ;;
+    --recipe) recipe="$2"; shift 2 ;;
+    --exp-dir) exp_dir="$2"; shift 2 ;;
+    --vocab-size) vocab_size="$2"; shift 2 ;;
+    --epoch) epoch="$2"; shift 2 ;;
+    --avg) avg="$2"; shift 2 ;;
+    --world-size) world_size="$2"; shift 2 ;;
+    --num-jobs) num_jobs="$2"; shift 2 ;;
+    --work-dir) work_dir="$2"; shift 2 ;;
+    --force) force="--force"; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+source "$root/egs/lib/stages.sh"
+recipe=$(resolve_from_root "$recipe")
+mkdir -p "${work_dir:-$here}"
+cd "${work_dir:-$here}"
+
+[ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
+[ "$avg" -le "$epoch" ] || avg=$epoch
+select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
+
+if run_stage 0; then
+  log "stage 0: download AN4 into $dl_dir"
+  timed asrkit prepare download an4 --dl-dir "$dl_dir"
+fi
+if run_stage 1; then
+  log "stage 1: manifests"
+  timed asrkit prepare manifests an4 --corpus-dir "$dl_dir/an4" --output-dir data/manifests
+fi
+if run_stage 2; then
+  log "stage 2: fbank"
+  timed asrkit prepare fbank --prefix an4 --split train --split test --speed-perturb train \
+    --manifest-dir data/manifests --output-dir data/fbank --num-jobs "$num_jobs" $force
+fi
+if run_stage 3; then
+  log "stage 3: tokenizer"
+  timed asrkit prepare tokenizer --cuts data/fbank/an4_cuts_train.jsonl.gz --lang-dir data/lang \
+    --vocab-size "$vocab_size" --model-type unigram $force
+fi
+if run_stage 4; then
+  log "stage 4: train ($recipe, $world_size process(es))"
+  timed asrkit train --recipe "$recipe" --exp-dir "$exp_dir" --lang-dir data/lang \
+    --train-cuts data/fbank/an4_cuts_train.jsonl.gz --valid-cuts data/fbank/an4_cuts_test.jsonl.gz \
+    --world-size "$world_size" --resume
+fi
+if run_stage 5; then
+  log "stage 5: average (epoch $epoch, avg $avg)"
+  timed asrkit average "${select_args[@]}"
+fi
+if run_stage 6; then
+  for method in greedy_search modified_beam_search; do
+    log "stage 6: decode ($method)"
+    timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$method" \
+      --cuts data/fbank/an4_cuts_test.jsonl.gz
+  done
+fi
+if run_stage 7; then
+  log "stage 7: export"
+  timed asrkit export "${select_args[@]}" --lang-dir data/lang --format pretrained --format onnx \
+    --output-dir "$exp_dir/exported"
+fi
+if run_stage 8; then
+  cat "$exp_dir"/*/wer-summary-test-*.txt
+fi

@@ -1,0 +1,18 @@
+# Helpers shared by the egs/*/run.sh scripts (sourced, not executed). No logic beyond sequencing.
+
+# log MESSAGE: a time-stamped line on stdout
+log() { echo "$(date '+%H:%M:%S') [$(basename "$(dirname "$0")")] $*"; }
+
+# run_stage N: true when stage N lies in [stage, stop_stage]
+run_stage() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
+
+# timed CMD...: run CMD and log how long it took
+timed() { local t0=$SECONDS; "$@"; log "stage took $((SECONDS - t0)) s"; }
+
+# recipe_epochs FILE: num_epochs of a recipe YAML
+recipe_epochs() {
+  python3 -c "import sys, yaml; print((yaml.safe_load(open(sys.argv[1])) or {}).get('num_epochs', 10))" "$1"
+}
+
+# resolve_from_root PATH: PATH made absolute relative to the repository root
+resolve_from_root() { case "$1" in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
