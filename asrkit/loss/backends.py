@@ -93,6 +93,11 @@ def resolve_backend(name: str = "auto", device: torch.device | str | None = None
         error = MissingDependencyError(name, "loss", f"the '{name}' RNN-T loss backend")
         error.hint = f"install it with: {_INSTALL_HINTS[name]}, or use backend='torch'"
         raise error
+    if on_cuda and name == "fast_rnnt" and not _supports_cuda(name):
+        raise ConfigError(
+            "the installed fast_rnnt was built without CUDA and cannot take CUDA tensors",
+            hint="use backend='torch' or 'auto', or rebuild fast_rnnt with -DFT_WITH_CUDA=ON",
+        )
     return name
 
 

@@ -49,7 +49,7 @@ def _finish(px: Tensor, py: Tensor, boundary: Tensor | None, rnnt_type: str) -> 
         if boundary is not None:
             B, S, T1 = px.shape
             t_end = boundary[:, 3].reshape(B, 1, 1).expand(B, S, 1)
-            px = px.scatter(2, t_end, _NEG_INF)
+            px = px.scatter_(2, t_end, _NEG_INF)  # px is always a fresh tensor here
     elif rnnt_type == "constrained":
         px = px + py[:, 1:, :]
     return px, py

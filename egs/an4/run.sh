@@ -62,10 +62,6 @@ recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
 
-[ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
-[ "$avg" -le "$epoch" ] || avg=$epoch
-select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
-
 if run_stage 0; then
   log "stage 0: download AN4 into $dl_dir"
   timed asrkit prepare download an4 --dl-dir "$dl_dir"
@@ -90,6 +86,7 @@ if run_stage 4; then
     --train-cuts data/fbank/an4_cuts_train.jsonl.gz --valid-cuts data/fbank/an4_cuts_test.jsonl.gz \
     --world-size "$world_size" --resume
 fi
+select_checkpoints
 if run_stage 5; then
   log "stage 5: average (epoch $epoch, avg $avg)"
   timed asrkit average "${select_args[@]}"

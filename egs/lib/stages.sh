@@ -16,3 +16,20 @@ recipe_epochs() {
 
 # resolve_from_root PATH: PATH made absolute relative to the repository root
 resolve_from_root() { case "$1" in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
+
+# last_epoch EXP_DIR: the highest N with EXP_DIR/epoch-N.pt (empty when there is none)
+last_epoch() {
+  local n
+  n=$(find "$1" -maxdepth 1 -name 'epoch-*.pt' 2>/dev/null | sed -n 's/.*epoch-\([0-9]\+\)\.pt$/\1/p' | sort -n | tail -n 1)
+  echo "$n"
+}
+
+# select_checkpoints: sets epoch/avg/select_args for the stages after training (uses $epoch, $avg, $exp_dir,
+# $recipe): --epoch if given, else the last finished epoch (a time-capped run may stop before the recipe's
+# num_epochs), else the recipe's num_epochs.
+select_checkpoints() {
+  [ -n "$epoch" ] || epoch=$(last_epoch "$exp_dir")
+  [ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
+  [ "$avg" -le "$epoch" ] || avg=$epoch
+  select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
+}

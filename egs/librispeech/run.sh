@@ -68,10 +68,6 @@ source "$root/egs/lib/stages.sh"
 recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
-
-[ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
-[ "$avg" -le "$epoch" ] || avg=$epoch
-select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
 libri_flag=(); [ "$full_libri" = true ] && libri_flag=(--full-libri)
 train_parts=(train-clean-100); [ "$full_libri" = true ] && train_parts=(train-clean-100 train-clean-360 train-other-500)
 eval_parts=(dev-clean dev-other test-clean test-other)
@@ -115,6 +111,7 @@ if run_stage 6; then
     --valid-cuts data/fbank/librispeech_cuts_dev-clean.jsonl.gz --world-size "$world_size" --resume \
     "${musan_args[@]}"
 fi
+select_checkpoints
 if run_stage 7; then
   log "stage 7: average (epoch $epoch, avg $avg)"
   timed asrkit average "${select_args[@]}"

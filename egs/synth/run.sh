@@ -76,10 +76,6 @@ recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
 
-[ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
-[ "$avg" -le "$epoch" ] || avg=$epoch
-select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
-
 if run_stage 0; then
   log "stage 0: synthetic corpus ($hours h, seed $seed)"
   timed asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours "$hours" --seed "$seed" \
@@ -102,6 +98,7 @@ if run_stage 3; then
     --train-cuts data/fbank/synth_cuts_train.jsonl.gz --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz \
     --resume "${extra_train_args[@]}"
 fi
+select_checkpoints
 if run_stage 4; then
   log "stage 4: average (epoch $epoch, avg $avg)"
   timed asrkit average "${select_args[@]}"
