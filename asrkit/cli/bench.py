@@ -13,16 +13,20 @@ app = typer.Typer(help="Benchmarks.\n\nExample: asrkit bench loss --quick", no_a
 @app.command("loss")
 def loss(
     quick: Annotated[bool, typer.Option(help="A small smoke-test setting.")] = False,
-    num_steps: Annotated[int, typer.Option(help="Timed steps per configuration.")] = 10,
+    num_steps: Annotated[int, typer.Option(help="Timed steps per configuration.")] = 6,
+    max_frames: Annotated[int, typer.Option(help="Cap on the total encoder frames of a batch.")] = 1500,
+    threads: Annotated[int, typer.Option(help="torch threads per configuration.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Runs of each pruned configuration (the fastest is kept).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the (T, U) distribution.")] = 0,
 ) -> None:
-    """Pruned vs full RNN-T loss: step time and peak memory per backend.
+    """Pruned vs full RNN-T loss: step time and peak memory per backend (each in a fresh process).
 
-    Example: asrkit bench loss --num-steps 10
+    Example: asrkit bench loss --num-steps 6 --max-frames 1500 --threads 1 --repeats 3
     """
     from asrkit.bench.loss import bench_loss, format_table
 
-    rows = bench_loss(num_steps=2 if quick else num_steps, seed=seed, quick=quick)
+    rows = bench_loss(num_steps=num_steps, max_frames=max_frames, seed=seed, quick=quick, threads=threads,
+                      repeats=repeats)
     typer.echo(format_table(rows))
 
 
