@@ -300,6 +300,37 @@ def test_balancer_is_identity_forward_and_pushes_small_channels_up():
     assert y is x
 
 
+def test_balancer_closed_form_gradient_matches_autograd_of_its_penalty():
+    torch.manual_seed(0)
+    x = torch.randn(50, 3) * torch.tensor([0.01, 1.0, 30.0]) + torch.tensor([0.0, 3.0, 0.0])  # too small/biased/big
+    g = torch.randn(50, 3)
+    min_mean, max_mean, min_rms, max_rms, scale = -0.5, 0.5, 0.5, 5.0, 0.04
+    from asrkit.models.zipformer.scaling import _BalancerFunction
+
+    xa = x.clone().requires_grad_(True)
+    _BalancerFunction.apply(xa, (min_mean, max_mean, min_rms, max_rms), scale, 1).backward(g)
+    # reference: autograd of the penalty, normalized per channel, scaled by |g|
+    xr = x.clone().requires_grad_(True)
+    mean, sq = xr.mean(0), (xr**2).mean(0)
+    std, rms = (sq - mean**2).sqrt(), sq.sqrt()
+    m = mean / std
+    pen = (m - m.clamp(min_mean, max_mean)).abs() + (rms.clamp(min_rms, max_rms) / rms).log().abs()
+    (pg,) = torch.autograd.grad(pen.sum(), xr)
+    pg = pg * scale / (pg**2).mean(0).sqrt().clamp(min=1e-20)
+    torch.testing.assert_close(xa.grad, g + g.abs() * pg, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(xa.grad, g)
+
+
+def test_swoosh_custom_backward_matches_autograd_of_formula():
+    x = torch.linspace(-8, 8, 33, dtype=torch.float64)
+    for fn, off, const in ((swoosh_l, 4.0, 0.035), (swoosh_r, 1.0, 0.313261687)):
+        a = x.clone().requires_grad_(True)
+        fn(a).sum().backward()
+        b = x.clone().requires_grad_(True)
+        (torch.nn.functional.softplus(b - off) - 0.08 * b - const).sum().backward()
+        torch.testing.assert_close(a.grad, b.grad)
+
+
 def test_whitening_metric_is_one_for_white_data_and_large_for_correlated():
     torch.manual_seed(0)
     white = torch.randn(20000, 8)

@@ -48,9 +48,12 @@ class ZipformerConfig:
     """Final dropout rate inside layers (scheduled from a higher value early in training)."""
     causal: bool = False
     chunk_size: tuple[int, ...] = (16, 32, 64, -1)
-    """Causal training samples one chunk size (frames at 50 Hz) per batch; -1 = full context."""
+    """Causal models only: training samples one chunk size (frames at 50 Hz) per batch; evaluation, decoding
+    and export use the FIRST entry. -1 = full context. Positive sizes must be multiples of
+    max(downsampling_factor)."""
     left_context_frames: tuple[int, ...] = (64, 128, 256, -1)
-    """Causal training samples one left context (frames at 50 Hz) per batch; -1 = unlimited."""
+    """Causal models only: training samples one left context (frames at 50 Hz) per batch; evaluation uses the
+    first entry. -1 = unlimited."""
 
 
 @dataclass

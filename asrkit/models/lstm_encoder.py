@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from asrkit.models.common import Conv2dSubsampling4, FeatureNorm, make_pad_mask
+from asrkit.models.common import Conv2dSubsampling4, FeatureNorm, conv2d_subsampling4_lengths, make_pad_mask
 
 
 def reverse_padded(x: Tensor, lens: Tensor) -> Tensor:
@@ -74,6 +74,11 @@ class LstmEncoder(nn.Module):
             [LstmLayer(output_dim, hidden_dim, output_dim, bidirectional, dropout) for _ in range(num_layers)]
         )
         self.output_dim = output_dim
+
+    @torch.jit.unused
+    def output_lengths(self, x_lens: Tensor) -> Tensor:
+        """Encoder output frames for input lengths (B,) without running the encoder."""
+        return conv2d_subsampling4_lengths(x_lens)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, F), x_lens (B,) int64 -> (out (B, T', D) zero at padding, lens (B,) int64)."""

@@ -37,6 +37,7 @@ from asrkit.data.datamodule import (
 )
 from asrkit.data.tokenizer import Tokenizer
 from asrkit.errors import AsrkitError, ConfigError, DataError
+from asrkit.models import set_batch_count
 from asrkit.training import distributed as D
 from asrkit.training.state import TrainState
 from asrkit.utils.dataclass_io import to_dict
@@ -295,6 +296,9 @@ class Trainer:
         for batch in loader:
             state.batch_idx_train += 1
             state.batch_in_epoch += 1
+            # Zipformer's scheduled dropout/skip/regularizer rates advance with the amount of audio seen, in
+            # icefall's unit (batches of 600 s); other encoders ignore it.
+            set_batch_count(self.model, state.batch_idx_train * cfg.data.max_duration * ctx.world_size / 600.0)
             stats = self._train_step(batch)
             self.scheduler.step_batch(state.batch_idx_train)
             if self.model_avg is not None and state.batch_idx_train % cfg.average_period == 0:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from asrkit.models.common import FeatureNorm
 from asrkit.models.zipformer.layer import DownsampledZipformerStack, SimpleDownsample, ZipformerStack
 from asrkit.models.zipformer.scaling import FloatLike, ScheduledFloat
-from asrkit.models.zipformer.subsampling import Conv2dSubsampling
+from asrkit.models.zipformer.subsampling import Conv2dSubsampling, subsampled_lengths
 
 
 def convert_num_channels(x: Tensor, num_channels: int) -> Tensor:
@@ -161,6 +161,11 @@ class Zipformer2(nn.Module):
         out_mask = torch.arange(x.size(0), device=x.device).unsqueeze(0) >= out_lens.unsqueeze(1)  # (B, T'')
         x = x.permute(1, 0, 2).masked_fill(out_mask.unsqueeze(-1), 0.0)
         return x, out_lens
+
+    @torch.jit.unused
+    def output_lengths(self, x_lens: Tensor) -> Tensor:
+        """Encoder output frames for input lengths (B,) without running the encoder: ((T - 7) // 2 + 1) // 2."""
+        return (subsampled_lengths(x_lens) + 1) // 2
 
     def _chunk_config(self) -> tuple[int, int]:
         """(chunk_size, left_context_chunks) at 50 Hz; (-1, -1) when not causal or full context."""

@@ -5,7 +5,6 @@ Layout is time-major. Legend: T frames, B batch, D channels, K kernel size.
 
 from __future__ import annotations
 
-import random
 from typing import Optional
 
 import torch

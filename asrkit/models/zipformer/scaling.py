@@ -78,14 +78,34 @@ def _as_float(value: FloatLike) -> float:
     return float(value)
 
 
+class _SwooshFunction(torch.autograd.Function):
+    """``softplus(x - offset) - 0.08 x - const`` whose backward is one multiply by the saved derivative
+    ``sigmoid(x - offset) - 0.08`` (far fewer autograd ops than the composed formula)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, offset: float, const: float) -> Tensor:
+        shifted = x - offset
+        ctx.save_for_backward(torch.sigmoid(shifted) - 0.08)
+        return F.softplus(shifted) - 0.08 * x - const
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (deriv,) = ctx.saved_tensors
+        return grad * deriv, None, None
+
+
 def swoosh_l(x: Tensor) -> Tensor:
     """SwooshL(x) = log(1 + exp(x - 4)) - 0.08 x - 0.035 (Zipformer paper, eq. 6)."""
-    return F.softplus(x - 4.0) - 0.08 * x - 0.035
+    if torch.jit.is_scripting() or not x.requires_grad:
+        return F.softplus(x - 4.0) - 0.08 * x - 0.035
+    return _SwooshFunction.apply(x, 4.0, 0.035)
 
 
 def swoosh_r(x: Tensor) -> Tensor:
     """SwooshR(x) = log(1 + exp(x - 1)) - 0.08 x - 0.313261687 (zero at x = 0)."""
-    return F.softplus(x - 1.0) - 0.08 * x - 0.313261687
+    if torch.jit.is_scripting() or not x.requires_grad:
+        return F.softplus(x - 1.0) - 0.08 * x - 0.313261687
+    return _SwooshFunction.apply(x, 1.0, 0.313261687)
 
 
 class SwooshL(nn.Module):
@@ -317,7 +337,14 @@ def _abs_to_rms(mean_abs: float) -> float:
 
 
 class _BalancerFunction(torch.autograd.Function):
-    """Identity whose backward adds a small gradient pushing per-channel statistics into range."""
+    """Identity whose backward adds a small gradient pushing per-channel statistics into range.
+
+    Per channel (statistics over all other axes): with mean mu, stddev sigma and rms r, the penalty
+    ``|m - clamp(m, min_mean, max_mean)| + |log(clamp(r, min_rms, max_rms) / r)|`` with ``m = mu / sigma`` has the
+    gradient ``s_m * (1/sigma - mu (x - mu) / sigma^3) / N + s_r * x / (r N)`` (s_m, s_r in {-1, 0, 1}: which
+    limit is violated). It is written out in closed form (a few ops instead of a nested autograd pass),
+    normalized to rms ``grad_scale`` per channel (so N drops out) and scaled element-wise by ``|x_grad|``.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, limits: tuple[float, float, float, float], grad_scale: float, channel_dim: int):
@@ -332,21 +359,20 @@ class _BalancerFunction(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         min_mean, max_mean, min_rms, max_rms = ctx.limits
         dims = [d for d in range(x.ndim) if d != ctx.channel_dim]
-        with torch.enable_grad():
-            xf = x.detach().float().requires_grad_(True)
-            sq_mean = (xf**2).mean(dim=dims, keepdim=True)
+        with torch.no_grad():
+            xf = x.float()
             mean = xf.mean(dim=dims, keepdim=True)
+            sq_mean = (xf * xf).mean(dim=dims, keepdim=True)
             std = (sq_mean - mean * mean).clamp(min=1e-20).sqrt()
             rms = sq_mean.clamp(min=1e-20).sqrt()
             m = mean / std
-            mean_penalty = (m - m.clamp(min=min_mean, max=max_mean)).abs()
-            rms_penalty = (rms.clamp(min=min_rms, max=max_rms) / rms).log().abs()
-            (pen_grad,) = torch.autograd.grad((mean_penalty + rms_penalty).sum(), xf)
-        pen_rms = (pen_grad**2).mean(dim=dims, keepdim=True).sqrt().clamp(min=1e-20)
-        pen_grad = pen_grad * (ctx.grad_scale / pen_rms)
-        g = x_grad.float()
-        # Scale the correction by |grad| element-wise: a cheap estimate of how much each element matters.
-        return (g + g.abs() * pen_grad).to(x_grad.dtype), None, None, None
+            s_m = (m > max_mean).float() - (m < min_mean).float()
+            s_r = (rms > max_rms).float() - (rms < min_rms).float()
+            pen_grad = s_m * (1.0 / std - mean * (xf - mean) / (std * std * std)) + s_r * xf / rms
+            pen_rms = (pen_grad * pen_grad).mean(dim=dims, keepdim=True).sqrt().clamp(min=1e-20)
+            pen_grad = pen_grad * (ctx.grad_scale / pen_rms)
+            g = x_grad.float()
+            return (g + g.abs() * pen_grad).to(x_grad.dtype), None, None, None
 
 
 class Balancer(nn.Module):

@@ -1,0 +1,17 @@
+"""``encoder.output_lengths`` (used to filter utterances without running the encoder) equals what it outputs."""
+
+import pytest
+import torch
+
+from asrkit.models.build import build_transducer
+from asrkit.models.presets import PRESETS
+from asrkit.training.loop import encoder_frames_fn
+
+
+@pytest.mark.parametrize("name", ["zipformer-xs", "conformer-lite-xs", "lstm-xs"])
+def test_output_lengths_match_the_encoder(name):
+    model = build_transducer(PRESETS[name]()).eval()
+    frames = encoder_frames_fn(model)
+    for t in (9, 10, 11, 37, 100, 251):
+        _, lens = model.run_encoder(torch.zeros(1, t, 80), torch.tensor([t]))
+        assert frames(t) == int(lens[0]) == int(model.encoder.output_lengths(torch.tensor([t]))[0])
