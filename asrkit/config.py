@@ -85,6 +85,10 @@ class TrainConfig:
     use_fp16: bool = False
     use_bf16: bool = False
     max_minutes: float = 0.0  # > 0: stop (after writing a checkpoint) once training ran this long
+    # Zipformer's regularization schedules (layer skipping, bypass, dropout) advance by one unit per this many
+    # seconds of training audio (icefall: 600). Their warm-ups last ~4000-20000 units: a run of a few thousand
+    # steps needs a small value, or it trains entirely in the heavily regularized warm-up regime.
+    schedule_reference_duration: float = 600.0
 
 
 def load_train_config(path: str | Path, overrides: Optional[dict] = None) -> TrainConfig:

@@ -15,31 +15,24 @@ from pathlib import Path
 import pytest
 
 from asrkit.config import TrainConfig, save_yaml
-from asrkit.models.config import ConformerLiteConfig, EncoderConfig, JoinerConfig, ModelConfig, PredictorConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_WER_THRESHOLD = 40.0  # percent; an untrained model scores ~100%
+TRAIN_WER_THRESHOLD = 50.0  # percent; an untrained model scores ~100%
+EPOCHS = 40
+HOURS = "0.08"
 
 pytestmark = pytest.mark.slow
 
 
 def _tiny_recipe(path: Path) -> Path:
-    model = ModelConfig(
-        encoder=EncoderConfig(
-            type="conformer_lite",
-            feature_norm="utterance_mean",
-            conformer_lite=ConformerLiteConfig(dim=96, num_layers=2, num_heads=4, feedforward_dim=256,
-                                               cnn_module_kernel=15, subsampling_channels=32, dropout=0.05),
-        ),
-        predictor=PredictorConfig(embedding_dim=96),
-        joiner=JoinerConfig(dim=96),
-        ctc_head=True,
-    )
-    cfg = TrainConfig(model=model, num_epochs=12, seed=1, average_period=10, log_interval=20)
-    cfg.optim.name, cfg.optim.base_lr, cfg.optim.scheduler = "adamw", 3e-3, "warmup_inverse_sqrt"
-    cfg.optim.warmup_batches = 100
-    cfg.loss.warm_step, cfg.loss.ctc_loss_scale = 200, 0.2
-    cfg.data.max_duration, cfg.data.num_workers, cfg.data.spec_augment = 30.0, 0, False
+    """conformer-lite-xs with plain AdamW and no augmentation: on a tiny corpus it memorizes within a few minutes."""
+    from asrkit.models.presets import conformer_lite_xs
+
+    cfg = TrainConfig(model=conformer_lite_xs(), num_epochs=EPOCHS, seed=1, average_period=10, log_interval=50)
+    cfg.optim.name, cfg.optim.base_lr, cfg.optim.scheduler = "adamw", 1e-3, "warmup_inverse_sqrt"
+    cfg.optim.warmup_batches = 50
+    cfg.loss.warm_step, cfg.loss.ctc_loss_scale = 100, 0.1
+    cfg.data.max_duration, cfg.data.num_workers, cfg.data.spec_augment = 40.0, 0, False
     save_yaml(cfg, path)
     return path
 
@@ -52,14 +45,14 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
 def test_synth_recipe_end_to_end(tmp_path):
     recipe = _tiny_recipe(tmp_path / "tiny.yaml")
     work = tmp_path / "work"
-    proc = _run(["bash", str(REPO / "egs/synth/run.sh"), "--work-dir", str(work), "--hours", "0.12",
+    proc = _run(["bash", str(REPO / "egs/synth/run.sh"), "--work-dir", str(work), "--hours", HOURS,
                  "--recipe", str(recipe), "--exp-dir", "exp/tiny", "--vocab-size", "60", "--avg", "2"], cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"%WER = \d+\.\d\d", last), last
 
     exp = work / "exp/tiny"
-    for name in ("config.yaml", "epoch-12.pt", "epoch-12-avg-2-use-averaged-model.pt", "exported/pretrained.pt",
+    for name in ("config.yaml", f"epoch-{EPOCHS}.pt", f"epoch-{EPOCHS}-avg-2-use-averaged-model.pt", "exported/pretrained.pt",
                  "exported/onnx/encoder.onnx", "exported/onnx/decoder.onnx", "exported/onnx/joiner.onnx"):
         assert (exp / name).exists(), name
     assert list((exp / "greedy_search").glob("errs-test-*.txt"))
@@ -67,7 +60,7 @@ def test_synth_recipe_end_to_end(tmp_path):
     assert re.search(r"\.wav\t", proc.stdout)
 
     # the model learned: WER on its own training utterances (no speed-perturbed copies)
-    decode = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--epoch", "12",
+    decode = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--epoch", str(EPOCHS),
                    "--avg", "2", "--use-averaged-model", "--lang-dir", "data/lang",
                    "--cuts", "data/fbank/synth_cuts_train.jsonl.gz"], cwd=work)
     assert decode.returncode == 0, decode.stderr[-3000:]
@@ -75,7 +68,7 @@ def test_synth_recipe_end_to_end(tmp_path):
     assert wer < TRAIN_WER_THRESHOLD, f"training-set WER {wer}% is not below {TRAIN_WER_THRESHOLD}%"
 
     # re-running finished stages skips them quickly and gives the same WER line
-    again = _run(["bash", str(REPO / "egs/synth/run.sh"), "--work-dir", str(work), "--hours", "0.12",
+    again = _run(["bash", str(REPO / "egs/synth/run.sh"), "--work-dir", str(work), "--hours", HOURS,
                   "--recipe", str(recipe), "--exp-dir", "exp/tiny", "--vocab-size", "60", "--avg", "2",
                   "--stage", "0", "--stop-stage", "3"], cwd=REPO)
     assert again.returncode == 0, again.stderr[-2000:]

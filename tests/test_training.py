@@ -177,3 +177,18 @@ def test_two_process_ddp_equals_one_process(prepared, tmp_path):
     for key in a:
         # tolerance: gradient all-reduce sums in another order than the single process (float32 rounding)
         torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_torch_and_fast_rnnt_backends_train_alike(prepared, tmp_path):
+    pytest.importorskip("fast_rnnt")
+    from asrkit.bench.backends import compare_backends, max_relative_difference
+
+    cfg = tiny_config()
+    recipe = tmp_path / "tiny.yaml"
+    save_yaml(cfg, recipe)
+    torch_curve, fast_curve = compare_backends(recipe, prepared["train"], prepared["lang"], ("torch", "fast_rnnt"),
+                                               steps=12)
+    assert len(torch_curve.losses) == len(fast_curve.losses) == 12
+    assert torch_curve.losses[-1] < torch_curve.losses[0]
+    # the backends agree to ~1e-6 per call; 12 optimizer steps amplify that only slightly
+    assert max_relative_difference(torch_curve.losses, fast_curve.losses) < 1e-3

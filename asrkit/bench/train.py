@@ -77,8 +77,7 @@ def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, 
                 if ctx.distributed:
                     torch.distributed.barrier()
                 started = time.perf_counter()
-            trainer.state.batch_idx_train += 1
-            trainer._train_step(batch)
+            trainer.step(batch)
             if i >= warmup:
                 audio += float(batch.feature_lens.sum()) / 100.0
         if ctx.distributed:

@@ -52,3 +52,25 @@ def train(
     result = bench_train(recipe, train_cuts, lang_dir, world_size, steps, warmup, device,
                          dict(parse_override(s) for s in set_))
     typer.echo(format_result(result))
+
+
+@app.command("backends")
+def backends(
+    recipe: Annotated[Path, typer.Option(help="Recipe YAML.")],
+    train_cuts: Annotated[Path, typer.Option(help="Cuts with features to train on.")],
+    lang_dir: Annotated[Path, typer.Option(help="Tokenizer directory.")] = Path("data/lang"),
+    steps: Annotated[int, typer.Option(help="Training steps per backend.")] = 100,
+    backend: Annotated[list[str], typer.Option("--backend", help="Backends to compare.")] = ["torch", "fast_rnnt"],
+    set_: Annotated[list[str], typer.Option("--set", help="Recipe overrides KEY=VALUE.")] = [],
+) -> None:
+    """Train the same steps with each pruned-loss backend and compare the loss curves.
+
+    Example: asrkit bench backends --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
+    --steps 100
+    """
+    from asrkit.bench.backends import compare_backends, format_curves
+    from asrkit.config import parse_override
+
+    curves = compare_backends(recipe, train_cuts, lang_dir, tuple(backend), steps,
+                              dict(parse_override(s) for s in set_))
+    typer.echo(format_curves(curves))

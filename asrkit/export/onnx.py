@@ -105,9 +105,18 @@ def _export(module: nn.Module, args: tuple, path: Path, name: str, dynamic_axes:
 
 
 def _quantize(src: Path, dst: Path) -> None:
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    # onnxruntime's quantizer logs one INFO line per tensor on the root logger: keep the recipe logs readable
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def validate_onnx_export(out_dir: str | Path, int8: bool = False) -> dict[str, dict[str, str]]:

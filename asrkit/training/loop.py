@@ -294,17 +294,7 @@ class Trainer:
         loader = self._train_loader(state.epoch, state.batch_in_epoch)
         progress = _progress(ctx.is_main and self.job.progress, f"epoch {state.epoch}")
         for batch in loader:
-            state.batch_idx_train += 1
-            state.batch_in_epoch += 1
-            # Zipformer's scheduled dropout/skip/regularizer rates advance with the amount of audio seen, in
-            # icefall's unit (batches of 600 s); other encoders ignore it.
-            set_batch_count(self.model, state.batch_idx_train * cfg.data.max_duration * ctx.world_size / 600.0)
-            stats = self._train_step(batch)
-            self.scheduler.step_batch(state.batch_idx_train)
-            if self.model_avg is not None and state.batch_idx_train % cfg.average_period == 0:
-                from asrkit.training.averaging import update_running_average
-
-                update_running_average(self.model_avg, self.model, state.batch_idx_train, cfg.average_period)
+            stats = self.step(batch)
             if progress is not None:
                 progress.update(1)
                 if stats:
@@ -321,6 +311,26 @@ class Trainer:
         if progress is not None:
             progress.close()
 
+    def step(self, batch: Batch) -> Optional[dict]:
+        """One optimizer step on ``batch`` with its bookkeeping (counters, schedules, running average).
+
+        Returns the step's statistics (per-frame losses, grad norm), or None when the batch was skipped.
+        """
+        cfg, state = self.cfg, self.state
+        state.batch_idx_train += 1
+        state.batch_in_epoch += 1
+        # Zipformer's scheduled dropout/skip/regularizer rates advance with the amount of audio seen, in units of
+        # cfg.schedule_reference_duration seconds (icefall: 600); other encoders ignore it.
+        set_batch_count(self.model, state.batch_idx_train * cfg.data.max_duration * self.ctx.world_size
+                        / cfg.schedule_reference_duration)
+        stats = self._train_step(batch)
+        self.scheduler.step_batch(state.batch_idx_train)
+        if self.model_avg is not None and state.batch_idx_train % cfg.average_period == 0:
+            from asrkit.training.averaging import update_running_average
+
+            update_running_average(self.model_avg, self.model, state.batch_idx_train, cfg.average_period)
+        return stats
+
     def _train_step(self, batch: Batch) -> Optional[dict]:
         cfg, ctx = self.cfg, self.ctx
         losses = self._forward(self.ddp_model, batch)
@@ -328,11 +338,12 @@ class Trainer:
         total = scales[0] * losses.simple_loss + scales[1] * losses.pruned_loss
         if losses.ctc_loss is not None:
             total = total + cfg.loss.ctc_loss_scale * losses.ctc_loss
-        # Normalize by the global number of frames so that DDP's gradient averaging over ranks gives exactly
-        # the gradient of the single-process loss over the same global batch.
-        local = torch.tensor([float(batch.num_frames), 1.0 if torch.isfinite(total).all() else 0.0])
+        # Mean over the utterances of the global batch: with DDP's gradient averaging over ranks this is exactly
+        # the gradient of the single-process loss over the same global batch. (Per utterance, not per frame:
+        # per-frame gradients are ~100x smaller and fall to the scale of the optimizers' epsilon.)
+        local = torch.tensor([float(len(batch.cut_ids)), 1.0 if torch.isfinite(total).all() else 0.0])
         summed = D.all_reduce_sum(local.clone(), ctx).cpu()
-        global_frames, finite_ranks = summed[0].item(), summed[1].item()
+        global_utterances, finite_ranks = summed[0].item(), summed[1].item()
         if finite_ranks < ctx.world_size:
             self.state.nonfinite_batches += 1
             log.warning("non-finite loss at batch %d (skipped, %d so far); utterances: %s",
@@ -350,7 +361,7 @@ class Trainer:
                 (total * 0.0).nan_to_num(0.0).backward()
                 self.optimizer.zero_grad(set_to_none=True)
             return None
-        loss = total * (ctx.world_size / global_frames)
+        loss = total * (ctx.world_size / global_utterances)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -606,6 +617,10 @@ def _grad_norm(model: torch.nn.Module) -> float:
 def _progress(enabled: bool, desc: str):
     if not enabled:
         return None
+    import sys
+
     from tqdm import tqdm
 
-    return tqdm(desc=desc, unit="batch", dynamic_ncols=True, leave=False)
+    # redirected to a file (a recipe's log), refresh rarely instead of filling the log with progress lines
+    return tqdm(desc=desc, unit="batch", dynamic_ncols=True, leave=False,
+                mininterval=0.5 if sys.stderr.isatty() else 60.0)
