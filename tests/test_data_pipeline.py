@@ -80,3 +80,10 @@ def test_cut_text_joins_supervisions(tone_corpus, tmp_path):
     out, _ = _prepare(tone_corpus, tmp_path)
     cut = next(iter(load_cuts(out["test"])))
     assert cut_text(cut) == cut.supervisions[0].text
+
+
+def test_sampler_with_fewer_cuts_than_buckets(tone_corpus, tmp_path):
+    out, _ = _prepare(tone_corpus, tmp_path)
+    test = load_cuts(out["test"]).to_eager()  # 6 cuts
+    batches = list(make_sampler(test, DataConfig(max_duration=100.0, num_buckets=10), train=False, seed=0))
+    assert sum(len(b) for b in batches) == len(test)

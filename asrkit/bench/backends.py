@@ -36,12 +36,14 @@ def train_curve(recipe: Path, train_cuts: Path, lang_dir: Path, backend: str, st
                        tensorboard=False)
         trainer = Trainer(job, cfg, D.DistContext())
         trainer.model.train()
-        losses, started = [], time.perf_counter()
-        for batch in trainer._train_loader(epoch=1, skip=0):
-            stats = trainer.step(batch)
-            losses.append(stats["loss"] if stats else float("nan"))
-            if len(losses) == steps:
-                break
+        losses, started, epoch = [], time.perf_counter(), 1
+        while len(losses) < steps:
+            for batch in trainer._train_loader(epoch=epoch, skip=0):
+                stats = trainer.step(batch)
+                losses.append(stats["loss"] if stats else float("nan"))
+                if len(losses) == steps:
+                    break
+            epoch += 1
         elapsed = time.perf_counter() - started
     return BackendCurve(backend, losses, elapsed / max(len(losses), 1))
 

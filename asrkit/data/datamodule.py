@@ -205,10 +205,14 @@ def make_sampler(cuts, cfg: DataConfig, train: bool, seed: int, world_size: int 
 
     # Our cut sets are eager (they were filtered in memory); lhotse warns about that on every epoch.
     warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an eagerly")
+    try:
+        num_buckets = max(1, min(cfg.num_buckets, len(cuts)))  # lhotse refuses more buckets than cuts
+    except TypeError:  # a lazy cut set has no length
+        num_buckets = cfg.num_buckets
     return DynamicBucketingSampler(
         cuts,
         max_duration=cfg.max_duration,
-        num_buckets=cfg.num_buckets,
+        num_buckets=num_buckets,
         shuffle=train and cfg.shuffle,
         drop_last=False,  # lhotse already gives every rank the same number of batches
         world_size=world_size,
