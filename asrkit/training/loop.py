@@ -223,7 +223,7 @@ class Trainer:
 
     def _load_data(self):
         cfg, job = self.cfg, self.job
-        frames_fn = encoder_frames_fn(self.model)
+        frames_fn = encoder_frames_fn(self.model, cfg.model.feature_dim)
         paths = job.train_cuts if isinstance(job.train_cuts, (list, tuple)) else [job.train_cuts]
         train = load_cuts(paths[0]).to_eager()
         for path in paths[1:]:
@@ -504,7 +504,7 @@ def loss_scales(cfg: TrainConfig, batch_idx_train: int) -> tuple[float, float]:
     return 1.0 - frac * (1.0 - s), 0.1 + 0.9 * frac
 
 
-def encoder_frames_fn(model):
+def encoder_frames_fn(model, feature_dim: int = 80):
     """A function mapping input frames to encoder output frames, measured on the model itself.
 
     Uses ``model.encoder.output_lengths`` when the encoder defines it, else runs the encoder once per distinct
@@ -526,8 +526,7 @@ def encoder_frames_fn(model):
         model.eval()
         try:
             with torch.no_grad():
-                x = torch.zeros(1, num_frames, model.encoder_input_dim if hasattr(model, "encoder_input_dim")
-                                else 80, device=device)
+                x = torch.zeros(1, num_frames, feature_dim, device=device)
                 _, lens = model.run_encoder(x, torch.tensor([num_frames], device=device))
             return int(lens[0])
         except RuntimeError:
