@@ -64,6 +64,7 @@ class DataConfig:
     feature_mask_size: int = 15
     time_warp_factor: int = 40
     musan_cuts: Optional[str] = None  # a MUSAN cut set with features; mixed in as noise when set
+    skip_bad_audio: bool = False  # drop (log + count) unreadable utterances instead of stopping with an error
     num_workers: int = 1
 
 

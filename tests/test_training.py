@@ -193,3 +193,51 @@ def test_torch_and_fast_rnnt_backends_train_alike(prepared, tmp_path):
     assert all(math.isfinite(x) for x in torch_curve.losses + fast_curve.losses)
     # the backends agree to ~1e-6 per call; 12 optimizer steps amplify that only slightly
     assert max_relative_difference(torch_curve.losses, fast_curve.losses) < 1e-3
+
+
+def _bad_data_cuts(tone_corpus: Path, out: Path) -> tuple[Path, Path]:
+    """Cuts (audio only, features computed on the fly) with a corrupt wav, an empty transcript and a 0.05 s cut."""
+    import soundfile as sf
+    from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    recs = RecordingSet.from_file(tone_corpus / "tiny_recordings_train.jsonl.gz")
+    sups = SupervisionSet.from_file(tone_corpus / "tiny_supervisions_train.jsonl.gz")
+    cuts = list(CutSet.from_manifests(recordings=recs, supervisions=sups).trim_to_supervisions())
+    corrupt = out / "corrupt.wav"
+    sf.write(corrupt, [0.0] * 16000, 16000)
+    bad_rec = Recording.from_file(corrupt, recording_id="corrupt")
+    corrupt.write_bytes(b"RIFF garbage that is not a wave file" * 20)  # corrupted after the manifest was made
+    bad = MonoCut(id="corrupt-cut", start=0.0, duration=1.0, channel=0, recording=bad_rec,
+                  supervisions=[SupervisionSegment(id="corrupt-cut", recording_id="corrupt", start=0.0, duration=1.0,
+                                                   text="YES")])
+    empty = cuts[1].with_id("empty-cut")
+    empty.supervisions[0].text = ""
+    short = cuts[2].truncate(duration=0.05).with_id("short-cut")
+    path = out / "bad_cuts.jsonl.gz"
+    CutSet.from_cuts(cuts[3:] + [bad, empty, short]).to_file(path)
+    return path, corrupt
+
+
+def test_bad_data_is_named_or_skipped_and_counted(tone_corpus, prepared, tmp_path, caplog):
+    import logging
+
+    from asrkit.errors import DataError
+    from asrkit.training.loop import TrainJob, train
+
+    cuts, corrupt = _bad_data_cuts(tone_corpus, tmp_path)
+    cfg = tiny_config(num_epochs=1)
+    cfg.data.max_duration = 100.0  # one batch holds every utterance
+    job = TrainJob(exp_dir=tmp_path / "strict", train_cuts=cuts, lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False)
+    with pytest.raises(DataError, match=r"corrupt-cut.*corrupt\.wav"):
+        train(job, cfg)
+
+    cfg.data.skip_bad_audio = True
+    job.exp_dir = tmp_path / "skip"
+    with caplog.at_level(logging.INFO):
+        train(job, cfg)
+    log_text = (tmp_path / "skip" / "log" / "train.log").read_text()
+    assert "dropped 1 utterance(s): empty transcript (e.g. empty-cut)" in log_text
+    assert "dropped 1 utterance(s): shorter than 0.3 s (e.g. short-cut)" in log_text
+    assert "skipped (1 so far in this process)" in log_text and "corrupt.wav" in log_text
+    assert (tmp_path / "skip" / "epoch-1.pt").exists()

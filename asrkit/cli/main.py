@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     except AsrkitError as exc:
         if os.environ.get("ASRKIT_DEBUG") == "1":
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         sys.exit(1)
@@ -59,6 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, click.exceptions.Exit):
             sys.exit(exc.exit_code)
         raise
+
+
+def _one_line(message: str) -> str:
+    """An error raised in a DataLoader worker arrives with the worker's traceback in its message: keep the cause."""
+    if "Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if last.startswith("asrkit.errors.") and ": " in last else last
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ def train(
     master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1.")] = 12354,
     use_fp16: Annotated[bool, typer.Option(help="Mixed precision fp16 with a grad scaler.")] = False,
     use_bf16: Annotated[bool, typer.Option(help="Mixed precision bf16.")] = False,
+    skip_bad_audio: Annotated[
+        bool, typer.Option(help="Drop (log and count) utterances whose audio cannot be read instead of stopping.")
+    ] = False,
 ) -> None:
     """Train a transducer with the pruned RNN-T loss.
 
@@ -48,6 +51,8 @@ def train(
         overrides["use_fp16"] = True
     if use_bf16:
         overrides["use_bf16"] = True
+    if skip_bad_audio:
+        overrides["data.skip_bad_audio"] = True
     cfg = load_train_config(recipe, overrides)
     job = TrainJob(
         exp_dir=exp_dir,

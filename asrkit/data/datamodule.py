@@ -160,18 +160,36 @@ class AsrDataset(torch.utils.data.Dataset):
         tokenizer: text -> token ids.
         spec_augment: a ``lhotse.dataset.SpecAugment`` applied to the padded batch (training only).
         cut_transforms: lhotse cut transforms (e.g. ``CutMix`` with MUSAN) applied before loading.
+        skip_bad_audio: drop utterances whose audio/features cannot be read (each logged with its file and
+            counted) instead of raising :class:`DataError`. A batch left empty is returned as ``None``.
     """
 
-    def __init__(self, tokenizer: Tokenizer, spec_augment=None, cut_transforms: Optional[list] = None) -> None:
+    def __init__(self, tokenizer: Tokenizer, spec_augment=None, cut_transforms: Optional[list] = None,
+                 skip_bad_audio: bool = False) -> None:
         self.tokenizer = tokenizer
         self.spec_augment = spec_augment
         self.cut_transforms = cut_transforms or []
+        self.skip_bad_audio = skip_bad_audio
+        self.num_skipped = 0
 
-    def __getitem__(self, cuts) -> Batch:
+    def __getitem__(self, cuts) -> Optional[Batch]:
         cuts = cuts.sort_by_duration(ascending=False)
         for transform in self.cut_transforms:
             cuts = transform(cuts)
-        feats = [load_cut_features(c) for c in cuts]
+        kept, feats = [], []
+        for cut in cuts:
+            try:
+                feats.append(load_cut_features(cut))
+            except DataError as exc:
+                if not self.skip_bad_audio:
+                    raise
+                self.num_skipped += 1
+                log.warning("skipped (%d so far in this process): %s", self.num_skipped, exc)
+                continue
+            kept.append(cut)
+        if not kept:
+            return None
+        cuts = kept
         x, x_lens = pad_features(feats)
         if self.spec_augment is not None:
             segments = torch.stack(

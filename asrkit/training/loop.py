@@ -247,7 +247,7 @@ class Trainer:
 
             transforms.append(CutMix(load_cuts(cfg.data.musan_cuts).to_eager(), p=0.5, snr=(10, 20),
                                      preserve_id=True, seed=cfg.seed + epoch))
-        dataset = AsrDataset(self.tokenizer, build_spec_augment(cfg.data), transforms)
+        dataset = AsrDataset(self.tokenizer, build_spec_augment(cfg.data), transforms, cfg.data.skip_bad_audio)
         return make_loader(dataset, SkipFirstBatches(sampler, skip), cfg.data.num_workers)
 
     # ------------------------------------------------------------------ loop
@@ -294,6 +294,10 @@ class Trainer:
         loader = self._train_loader(state.epoch, state.batch_in_epoch)
         progress = _progress(ctx.is_main and self.job.progress, f"epoch {state.epoch}")
         for batch in loader:
+            if D.any_rank(batch is None, ctx):
+                # every utterance of a batch had unreadable audio (skip_bad_audio): all ranks skip this step
+                state.batch_in_epoch += 1
+                continue
             stats = self.step(batch)
             if progress is not None:
                 progress.update(1)
