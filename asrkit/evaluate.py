@@ -29,9 +29,12 @@ def decode_test_sets(
     max_duration: float = 300.0,
     device: str = "cpu",
     progress: bool = True,
+    timestamps: bool = False,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}.
+
+    With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
     """
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
@@ -51,8 +54,19 @@ def decode_test_sets(
         name = test_set_name(path)
         cuts = load_cuts(path).to_eager()
         loader = make_loader(AsrDataset(tokenizer), make_sampler(cuts, data_cfg, train=False, seed=0))
-        results = decode_cuts(model, loader, tokenizer, method, progress=progress, **(search_opts or {}))
+        stamps: dict | None = {} if timestamps else None
+        results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
+                              **(search_opts or {}))
         key = f"{name}-{selection.suffix}"
+        if stamps is not None:
+            _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)
         wers[name] = save_results(out_dir, key, results, setting=f"{method}-{selection.suffix}")
         log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
     return wers
+
+
+def _write_timestamps(path: Path, stamps: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for cut_id in sorted(stamps):
+            f.write(cut_id + "\t" + " ".join(f"{tok}@{sec:.2f}" for tok, sec in stamps[cut_id]) + "\n")

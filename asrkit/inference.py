@@ -322,7 +322,8 @@ def transcribe(
         CheckpointError: the model cannot be loaded.
         ConfigError: unknown method or option.
     """
-    from asrkit.data.features import FRAME_SHIFT_S, pad_features
+    from asrkit.data.features import pad_features
+    from asrkit.decoding.timestamps import frames_to_seconds
     from asrkit.decoding.search import check_options, get_search_function, run_search
 
     if batch_size < 1:
@@ -342,10 +343,8 @@ def transcribe(
             if not timestamps:
                 results[i] = (str(audio_paths[i]), texts[k])
                 continue
-            # seconds per encoder frame: the (integer) subsampling factor times the 10 ms shift
-            factor = max(1, round(float(x_lens[k]) / max(1, int(enc_lens[k]))))
-            step = FRAME_SHIFT_S * factor
+            seconds = frames_to_seconds(stamps[k], int(x_lens[k]), int(enc_lens[k]))
             symbols = loaded.symbols
-            pairs = [(symbols[t], round(s * step, 3)) for t, s in zip(tokens[k], stamps[k])]
+            pairs = [(symbols[t], s) for t, s in zip(tokens[k], seconds)]
             results[i] = (str(audio_paths[i]), texts[k], pairs)
     return [r for r in results if r is not None]

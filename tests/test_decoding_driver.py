@@ -19,6 +19,9 @@ class LetterTokenizer:
     def decode(self, ids):
         return ["".join(" " if i == 3 else chr(ord("a") + i - 1) for i in seq) for seq in ids]
 
+    def id_to_symbol(self, i):
+        return self.decode([[i]])[0]
+
 
 def _batches():
     torch.manual_seed(3)
@@ -58,3 +61,21 @@ def test_unknown_method_fails_before_reading_batches():
     with pytest.raises(ConfigError) as err:
         decode_cuts(_tiny_transducer(), exploding(), LetterTokenizer(), "beam-search")
     assert "greedy_search" in err.value.hint and "beam_search" in err.value.hint
+
+
+@pytest.mark.parametrize("method", ["greedy_search", "modified_beam_search"])
+def test_decode_cuts_timestamps_are_per_token_seconds(method):
+    from asrkit.decoding.search import run_search
+
+    model = _tiny_transducer()
+    stamps: dict = {}
+    results = decode_cuts(model, _batches(), LetterTokenizer(), method, progress=False, timestamps=stamps)
+    assert set(stamps) == {r[0] for r in results}
+    for batch in _batches():
+        tokens, frames, enc_lens = run_search(model, batch.features, batch.feature_lens, method,
+                                              return_timestamps=True)
+        for k, cut_id in enumerate(batch.cut_ids):
+            factor = round(int(batch.feature_lens[k]) / int(enc_lens[k]))
+            assert [s for _, s in stamps[cut_id]] == [round(f * factor * 0.01, 3) for f in frames[k]]
+            assert [t for t, _ in stamps[cut_id]] == [LetterTokenizer().id_to_symbol(i) for i in tokens[k]]
+            assert all(a <= b for a, b in zip(frames[k], frames[k][1:]))

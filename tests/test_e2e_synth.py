@@ -62,8 +62,10 @@ def test_synth_recipe_end_to_end(tmp_path):
     # the model learned: WER on its own training utterances (no speed-perturbed copies)
     decode = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--epoch", str(EPOCHS),
                    "--avg", "2", "--use-averaged-model", "--lang-dir", "data/lang",
-                   "--cuts", "data/fbank/synth_cuts_train.jsonl.gz"], cwd=work)
+                   "--cuts", "data/fbank/synth_cuts_train.jsonl.gz", "--timestamps"], cwd=work)
     assert decode.returncode == 0, decode.stderr[-3000:]
+    stamps = (exp / "greedy_search" / f"timestamps-train-epoch-{EPOCHS}-avg-2-use-averaged-model.txt").read_text()
+    assert re.search(r"^\S+\t\S+@\d+\.\d\d", stamps, flags=re.M), stamps[:500]
     wer = float(re.search(r"%WER = (\d+\.\d+)", decode.stdout).group(1))
     assert wer < TRAIN_WER_THRESHOLD, f"training-set WER {wer}% is not below {TRAIN_WER_THRESHOLD}%"
 

@@ -26,6 +26,9 @@ def decode(
     max_sym_per_frame: Annotated[int, typer.Option(help="Greedy search: symbols per frame.")] = 1,
     max_duration: Annotated[float, typer.Option(help="Seconds of audio per batch.")] = 300.0,
     device: Device = "cpu",
+    timestamps: Annotated[
+        bool, typer.Option(help="Also write timestamps-*.txt: per token, its start time in seconds.")
+    ] = False,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
 
@@ -43,6 +46,6 @@ def decode(
     if method == "greedy_search":
         opts["max_sym_per_frame"] = max_sym_per_frame
     wers = decode_test_sets(exp_dir, Selection(epoch, iter, avg, use_averaged_model), cuts, lang_dir, method,
-                            opts, max_duration, device)
+                            opts, max_duration, device, timestamps=timestamps)
     for name, wer in wers.items():
         typer.echo(f"{name} {method}: %WER = {wer:.2f}")

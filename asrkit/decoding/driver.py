@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from asrkit.decoding.search import check_options, get_search_function, run_search
+from asrkit.decoding.timestamps import frames_to_seconds
 
 
 @torch.no_grad()
@@ -17,6 +18,7 @@ def decode_cuts(
     tokenizer: Any,
     method: str = "greedy_search",
     progress: bool = True,
+    timestamps: dict | None = None,
     **opts: Any,
 ) -> list[tuple[str, list[str], list[str]]]:
     """Run ``method`` over every batch and detokenize the results.
@@ -31,6 +33,8 @@ def decode_cuts(
         method: ``greedy_search``, ``beam_search``, ``modified_beam_search``,
             ``ctc_greedy_search``, ``fast_beam_search`` or ``fast_beam_search_nbest``.
         progress: show a tqdm progress bar.
+        timestamps: if a dict is given, it is filled with ``cut_id -> [(token, start seconds), ...]``
+            (greedy and modified beam search).
         **opts: options of the method, e.g. ``beam_size=4`` or ``max_sym_per_frame=1``.
 
     Returns:
@@ -49,8 +53,12 @@ def decode_cuts(
     unk_id = getattr(tokenizer, "unk_id", None)  # <unk> is never emitted (as in icefall/sherpa-onnx)
     results: list[tuple[str, list[str], list[str]]] = []
     for batch in tqdm(batches, desc=f"decode ({method})", unit="batch", disable=not progress):
-        tokens, _, _ = run_search(model, batch.features, batch.feature_lens, method, unk_id=unk_id, **opts)
+        tokens, stamps, enc_lens = run_search(model, batch.features, batch.feature_lens, method, unk_id=unk_id,
+                                              return_timestamps=timestamps is not None, **opts)
         texts = tokenizer.decode(tokens)
-        for cut_id, ref, hyp in zip(batch.cut_ids, batch.texts, texts):
+        for k, (cut_id, ref, hyp) in enumerate(zip(batch.cut_ids, batch.texts, texts)):
             results.append((str(cut_id), ref.split(), hyp.split()))
+            if timestamps is not None:
+                seconds = frames_to_seconds(stamps[k], int(batch.feature_lens[k]), int(enc_lens[k]))
+                timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds)]
     return results
