@@ -24,7 +24,7 @@ def test_top_level_help_lists_commands():
     "args",
     [["train"], ["average"], ["decode"], ["export"], ["transcribe"], ["info"], ["prepare", "synth"],
      ["prepare", "fbank"], ["prepare", "tokenizer"], ["prepare", "download"], ["prepare", "manifests"],
-     ["prepare", "shar"], ["bench", "loss"]],
+     ["prepare", "shar"], ["bench", "loss"], ["bench", "train"], ["bench", "backends"], ["bench", "decode"]],
 )
 def test_every_command_help_has_an_example(args):
     result = runner.invoke(app, [*args, "--help"])

@@ -76,6 +76,14 @@ def test_synth_recipe_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "skipped" in again.stderr + again.stdout
 
+    # the decoding benchmark runs on the export, for asrkit and sherpa-onnx
+    bench = _run([sys.executable, "-m", "asrkit.cli.main", "bench", "decode", "--model", str(exp / "exported/pretrained.pt"),
+                  "--onnx-dir", str(exp / "exported/onnx"), "--wav-dir", "data/synth/wav/test", "--max-files", "4",
+                  "--batch-size", "2", "--threads", "1"], cwd=work)
+    assert bench.returncode == 0, bench.stderr[-2000:]
+    assert re.search(r"\| asrkit \(pretrained.pt\) \| greedy_search \| 2 \| [\d.]+ \| [\d.]+ \|", bench.stdout)
+    assert re.search(r"\| sherpa-onnx \| greedy_search \| 4 \|", bench.stdout)
+
     # transcribe: a missing, an empty and a corrupt file each give one line naming the file, exit 1
     model = exp / "exported/pretrained.pt"
     (tmp_path / "empty.wav").write_bytes(b"")

@@ -74,3 +74,28 @@ def backends(
     curves = compare_backends(recipe, train_cuts, lang_dir, tuple(backend), steps,
                               dict(parse_override(s) for s in set_))
     typer.echo(format_curves(curves))
+
+
+@app.command("decode")
+def decode(
+    model: Annotated[Path, typer.Option(help="Any exported model (pretrained.pt, TorchScript, ONNX directory).")],
+    wav_dir: Annotated[Path, typer.Option(help="Directory searched recursively for *.wav files.")],
+    onnx_dir: Annotated[Path, typer.Option(help="ONNX export to time sherpa-onnx on (omit to skip it).")] = None,
+    method: Annotated[list[str], typer.Option("--method", help="Search methods.")] = ["greedy_search"],
+    batch_size: Annotated[list[int], typer.Option("--batch-size", help="Batch sizes.")] = [1, 16],
+    threads: Annotated[int, typer.Option(help="Threads for asrkit and sherpa-onnx.")] = 2,
+    max_files: Annotated[int, typer.Option(help="Use at most this many files.")] = 200,
+) -> None:
+    """Real-time factor of decoding per method and batch size (and sherpa-onnx's on the same export).
+
+    Example: asrkit bench decode --model exp/x/exported/pretrained.pt --onnx-dir exp/x/exported/onnx
+    --wav-dir data/synth/wav/test --method greedy_search --method modified_beam_search
+    """
+    from asrkit.bench.decode import audio_seconds, bench_decode, format_rows
+    from asrkit.errors import DataError
+
+    wavs = sorted(wav_dir.rglob("*.wav"))[:max_files]
+    if not wavs:
+        raise DataError(f"no .wav files under {wav_dir}")
+    rows = bench_decode(model, wavs, method, batch_size, threads, onnx_dir)
+    typer.echo(format_rows(rows, audio_seconds(wavs), threads))
