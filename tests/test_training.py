@@ -241,3 +241,23 @@ def test_bad_data_is_named_or_skipped_and_counted(tone_corpus, prepared, tmp_pat
     assert "dropped 1 utterance(s): shorter than 0.3 s (e.g. short-cut)" in log_text
     assert "skipped (1 so far in this process)" in log_text and "corrupt.wav" in log_text
     assert (tmp_path / "skip" / "epoch-1.pt").exists()
+
+
+def test_train_streams_lhotse_shar_input(prepared, tmp_path):
+    from lhotse import CutSet
+
+    from asrkit.data.shar import export_shar
+    from asrkit.training.loop import TrainJob, train
+
+    cuts = CutSet.from_file(prepared["train"]).to_eager()
+    cut_list = list(cuts)
+    cut_list[0] = cut_list[0].with_id("no-text")
+    cut_list[0].supervisions[0].text = ""
+    export_shar(CutSet.from_cuts(cut_list), tmp_path / "shar", shard_size=7)
+    cfg = tiny_config(num_epochs=1)
+    job = TrainJob(exp_dir=tmp_path / "exp", train_cuts=tmp_path / "shar", lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False)
+    train(job, cfg)
+    ckpt = load_checkpoint(tmp_path / "exp" / "epoch-1.pt")
+    assert ckpt["train_state"]["batch_idx_train"] > 0
+    assert "dropped no-text: empty transcript" in (tmp_path / "exp" / "log" / "train.log").read_text()

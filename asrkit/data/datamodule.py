@@ -62,10 +62,15 @@ class Batch:
 
 
 def load_cuts(path: str | Path):
-    """Open a lhotse CutSet manifest (lazily), with a clear error when it is missing."""
+    """Open a lhotse CutSet manifest (lazily), or a Lhotse Shar directory (streamed), with a clear error when it
+    is missing."""
     from lhotse import CutSet
 
     path = Path(path)
+    if path.is_dir():
+        from asrkit.data.shar import load_shar
+
+        return load_shar(path)
     if not path.exists():
         raise DataError(f"cut manifest {path} does not exist", hint="run the `asrkit prepare fbank` stage first")
     return CutSet.from_jsonl_lazy(path) if str(path).endswith((".jsonl", ".jsonl.gz")) else CutSet.from_file(path)
@@ -76,6 +81,26 @@ def cut_text(cut) -> str:
     return " ".join((s.text or "").strip() for s in cut.supervisions).strip()
 
 
+def cut_problem(
+    cut, tokenizer: Tokenizer, encoder_frames: Callable[[int], int], min_duration: float, max_duration: float
+) -> Optional[str]:
+    """Why the transducer cannot learn from ``cut`` (a short reason), or None when it is usable."""
+    text = cut_text(cut)
+    if cut.duration < min_duration:
+        return f"shorter than {min_duration} s"
+    if cut.duration > max_duration:
+        return f"longer than {max_duration} s"
+    if not text:
+        return "empty transcript"
+    if tokenizer.find_unknown(text):
+        return "characters unknown to the tokenizer"
+    num_tokens = len(tokenizer.encode([text])[0])
+    num_frames = cut.num_frames if cut.has_features else int(round(cut.duration * 100))
+    if encoder_frames(num_frames) < num_tokens:
+        return "more tokens than encoder frames"
+    return None
+
+
 def filter_cuts(
     cuts,
     tokenizer: Tokenizer,
@@ -84,7 +109,7 @@ def filter_cuts(
     max_duration: float = 20.0,
     name: str = "train",
 ):
-    """Drop utterances the transducer cannot learn from; log one counted line per reason.
+    """Drop utterances the transducer cannot learn from (:func:`cut_problem`); log one counted line per reason.
 
     Args:
         cuts: lhotse CutSet (eager; it is iterated once).
@@ -99,21 +124,7 @@ def filter_cuts(
 
     kept, reasons, examples = [], Counter(), {}
     for cut in cuts:
-        text = cut_text(cut)
-        reason = None
-        if cut.duration < min_duration:
-            reason = f"shorter than {min_duration} s"
-        elif cut.duration > max_duration:
-            reason = f"longer than {max_duration} s"
-        elif not text:
-            reason = "empty transcript"
-        elif tokenizer.find_unknown(text):
-            reason = "characters unknown to the tokenizer"
-        else:
-            num_tokens = len(tokenizer.encode([text])[0])
-            num_frames = cut.num_frames if cut.has_features else int(round(cut.duration * 100))
-            if encoder_frames(num_frames) < num_tokens:
-                reason = "more tokens than encoder frames"
+        reason = cut_problem(cut, tokenizer, encoder_frames, min_duration, max_duration)
         if reason is None:
             kept.append(cut)
         else:
@@ -126,6 +137,26 @@ def filter_cuts(
         raise DataError(f"{name}: no usable utterances left after filtering ({dict(reasons)})")
     log.info("%s: kept %d utterance(s), dropped %d", name, len(kept), sum(reasons.values()))
     return CutSet.from_cuts(kept), reasons
+
+
+class LazyCutFilter:
+    """Picklable predicate for streaming (lazy) cut sets such as Lhotse Shar: the same checks as
+    :func:`filter_cuts`, applied while the data streams; each dropped utterance is logged with its reason and
+    counted (the counts are per process)."""
+
+    def __init__(self, tokenizer: Tokenizer, encoder_frames: Callable[[int], int], min_duration: float,
+                 max_duration: float, name: str = "train") -> None:
+        self.tokenizer, self.encoder_frames = tokenizer, encoder_frames
+        self.min_duration, self.max_duration, self.name = min_duration, max_duration, name
+        self.reasons: Counter = Counter()
+
+    def __call__(self, cut) -> bool:
+        reason = cut_problem(cut, self.tokenizer, self.encoder_frames, self.min_duration, self.max_duration)
+        if reason is not None:
+            self.reasons[reason] += 1
+            log.warning("%s: dropped %s: %s (%d so far for this reason)", self.name, cut.id, reason,
+                        self.reasons[reason])
+        return reason is None
 
 
 def load_cut_features(cut) -> torch.Tensor:

@@ -225,11 +225,21 @@ class Trainer:
         cfg, job = self.cfg, self.job
         frames_fn = encoder_frames_fn(self.model, cfg.model.feature_dim)
         paths = job.train_cuts if isinstance(job.train_cuts, (list, tuple)) else [job.train_cuts]
-        train = load_cuts(paths[0]).to_eager()
-        for path in paths[1:]:
-            train = train + load_cuts(path).to_eager()
-        train, _ = filter_cuts(train, self.tokenizer, frames_fn, cfg.data.min_utterance_duration,
-                               cfg.data.max_utterance_duration, name="train")
+        if any(Path(p).is_dir() for p in paths):
+            # Lhotse Shar input streams (e.g. from object storage): filter lazily, never hold it in memory
+            from lhotse import CutSet
+
+            from asrkit.data.datamodule import LazyCutFilter
+
+            train = CutSet.mux(*[load_cuts(p) for p in paths]) if len(paths) > 1 else load_cuts(paths[0])
+            train = train.filter(LazyCutFilter(self.tokenizer, frames_fn, cfg.data.min_utterance_duration,
+                                               cfg.data.max_utterance_duration))
+        else:
+            train = load_cuts(paths[0]).to_eager()
+            for path in paths[1:]:
+                train = train + load_cuts(path).to_eager()
+            train, _ = filter_cuts(train, self.tokenizer, frames_fn, cfg.data.min_utterance_duration,
+                                   cfg.data.max_utterance_duration, name="train")
         valid = None
         if job.valid_cuts:
             valid = load_cuts(job.valid_cuts).to_eager()
