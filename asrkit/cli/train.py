@@ -12,7 +12,10 @@ from asrkit.cli.common import Device, ExpDir, LangDir
 
 def train(
     recipe: Annotated[Path, typer.Option(help="Recipe YAML (model + optimization + data), see recipes/.")],
-    train_cuts: Annotated[list[Path], typer.Option(help="Training cuts with features: a manifest or a Lhotse Shar directory (repeat to combine sets).")],
+    train_cuts: Annotated[
+        list[Path],
+        typer.Option(help="Training cuts with features: a manifest or a Lhotse Shar directory (repeat to combine)."),
+    ],
     exp_dir: ExpDir = Path("exp"),
     lang_dir: LangDir = Path("data/lang"),
     valid_cuts: Annotated[Optional[Path], typer.Option(help="Validation cuts (loss per epoch).")] = None,
