@@ -348,3 +348,35 @@ def transcribe(
             pairs = [(symbols[t], s) for t, s in zip(tokens[k], seconds)]
             results[i] = (str(audio_paths[i]), texts[k], pairs)
     return [r for r in results if r is not None]
+
+
+def align_file(model_path: str | Path, audio_path: str | Path, text: str | None = None, plot: Path | None = None,
+               prune_range: int = 5) -> list[tuple[str, float]]:
+    """Align ``text`` (default: the greedy hypothesis) to one audio file with a ``pretrained.pt`` model.
+
+    Returns ``[(token, start seconds), ...]`` along the best alignment; with ``plot``, also draws the lattice
+    (:func:`asrkit.decoding.align.plot_lattice`).
+    """
+    from asrkit.data.features import pad_features
+    from asrkit.decoding.align import lattice_view, plot_lattice
+    from asrkit.decoding.search import run_search
+    from asrkit.decoding.timestamps import frames_to_seconds
+    from asrkit.errors import ExportError
+
+    loaded = load_model(model_path)
+    net = getattr(loaded, "net", None)
+    if loaded.format != "pretrained" or net is None:
+        raise ExportError(f"{model_path}: alignment needs pretrained.pt (the simple-loss projections are not "
+                          f"exported to {loaded.format})")
+    feats = _features(audio_path)
+    if text is None:
+        x, x_lens = pad_features([feats])
+        tokens = run_search(loaded, x, x_lens, "greedy_search")[0][0]
+    else:
+        tokens = loaded.tokenizer.encode([text])[0]
+    view = lattice_view(net, feats, tokens, prune_range=prune_range)
+    if plot is not None:
+        plot_lattice(view, plot, symbols=loaded.symbols, title=f"{Path(audio_path).name}: {loaded.decode_tokens([tokens])[0]}")
+    frames = [frame for _, frame in view.emissions]
+    seconds = frames_to_seconds(frames, feats.shape[0], view.occupation.shape[1] - 1)
+    return [(loaded.symbols[tok], sec) for (tok, _), sec in zip(view.emissions, seconds)]

@@ -10,7 +10,7 @@ from asrkit.cli.main import app
 
 runner = CliRunner()
 
-COMMANDS = ["prepare", "train", "average", "decode", "export", "transcribe", "bench", "info"]
+COMMANDS = ["prepare", "train", "average", "decode", "export", "transcribe", "align", "bench", "info"]
 
 
 def test_top_level_help_lists_commands():
@@ -22,7 +22,7 @@ def test_top_level_help_lists_commands():
 
 @pytest.mark.parametrize(
     "args",
-    [["train"], ["average"], ["decode"], ["export"], ["transcribe"], ["info"], ["prepare", "synth"],
+    [["train"], ["average"], ["decode"], ["export"], ["transcribe"], ["align"], ["info"], ["prepare", "synth"],
      ["prepare", "fbank"], ["prepare", "tokenizer"], ["prepare", "download"], ["prepare", "manifests"],
      ["prepare", "shar"], ["bench", "loss"], ["bench", "train"], ["bench", "backends"], ["bench", "decode"]],
 )

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from asrkit.cli import average, bench, decode, export, info, prepare, train, transcribe
+from asrkit.cli import align, average, bench, decode, export, info, prepare, train, transcribe
 from asrkit.errors import AsrkitError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("average")(average.average)
 app.command("decode")(decode.decode)
 app.command("export")(export.export)
 app.command("transcribe")(transcribe.transcribe)
+app.command("align")(align.align)
 app.add_typer(bench.app, name="bench")
 app.command("info")(info.info)
 
