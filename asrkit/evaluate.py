@@ -30,11 +30,14 @@ def decode_test_sets(
     device: str = "cpu",
     progress: bool = True,
     timestamps: bool = False,
+    int8: bool = False,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}.
 
     With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
+    ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
+    picks the quantized ONNX files); its reports are named after the format instead of the checkpoints.
     """
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
@@ -45,8 +48,16 @@ def decode_test_sets(
 
     from asrkit.training.distributed import pick_device
 
-    tokenizer = Tokenizer.load(lang_dir)
-    model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
+    if isinstance(selection, Path):  # an exported model (any format) instead of checkpoints
+        from asrkit.inference import load_model
+
+        model = load_model(selection, device=pick_device(device, 0), int8=int8, num_threads=2)
+        tokenizer = model.tokenizer
+        tag = f"{model.format}{'-int8' if int8 and model.format == 'onnx' else ''}"
+    else:
+        tokenizer = Tokenizer.load(lang_dir)
+        model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
+        tag = selection.suffix
     out_dir = Path(exp_dir) / method
     wers = {}
     data_cfg = DataConfig(max_duration=max_duration, shuffle=False)
@@ -57,10 +68,10 @@ def decode_test_sets(
         stamps: dict | None = {} if timestamps else None
         results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
                               **(search_opts or {}))
-        key = f"{name}-{selection.suffix}"
+        key = f"{name}-{tag}"
         if stamps is not None:
             _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)
-        wers[name] = save_results(out_dir, key, results, setting=f"{method}-{selection.suffix}")
+        wers[name] = save_results(out_dir, key, results, setting=f"{method}-{tag}")
         log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
     return wers
 

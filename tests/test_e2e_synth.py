@@ -76,6 +76,16 @@ def test_synth_recipe_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     assert "skipped" in again.stderr + again.stdout
 
+    # exported models decode the test set too: fp32 ONNX gives the PyTorch WER, int8 ONNX is reported beside it
+    wers = {}
+    for tag, extra in (("onnx", []), ("onnx-int8", ["--int8"])):
+        res = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--model",
+                    str(exp / "exported/onnx"), *extra, "--cuts", "data/fbank/synth_cuts_test.jsonl.gz"], cwd=work)
+        assert res.returncode == 0, res.stderr[-2000:]
+        wers[tag] = float(re.search(r"%WER = (\d+\.\d+)", res.stdout).group(1))
+        assert (exp / "greedy_search" / f"wer-summary-test-{tag}.txt").exists()
+    assert f"%WER = {wers['onnx']:.2f}" == last, "ONNX and PyTorch must give the same test WER"
+
     # the decoding benchmark runs on the export, for asrkit and sherpa-onnx
     bench = _run([sys.executable, "-m", "asrkit.cli.main", "bench", "decode", "--model", str(exp / "exported/pretrained.pt"),
                   "--onnx-dir", str(exp / "exported/onnx"), "--wav-dir", "data/synth/wav/test", "--max-files", "4",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -29,6 +29,12 @@ def decode(
     timestamps: Annotated[
         bool, typer.Option(help="Also write timestamps-*.txt: per token, its start time in seconds.")
     ] = False,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(help="Decode with an exported model (pretrained.pt, TorchScript, ONNX dir) instead of "
+                          "--epoch/--iter checkpoints; reports still go under --exp-dir."),
+    ] = None,
+    int8: Annotated[bool, typer.Option(help="With an ONNX --model: use the int8-quantized files.")] = False,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
 
@@ -45,7 +51,8 @@ def decode(
         opts["beam_size"] = beam_size
     if method == "greedy_search":
         opts["max_sym_per_frame"] = max_sym_per_frame
-    wers = decode_test_sets(exp_dir, Selection(epoch, iter, avg, use_averaged_model), cuts, lang_dir, method,
-                            opts, max_duration, device, timestamps=timestamps)
+    selection = model if model is not None else Selection(epoch, iter, avg, use_averaged_model)
+    wers = decode_test_sets(exp_dir, selection, cuts, lang_dir, method, opts, max_duration, device,
+                            timestamps=timestamps, int8=int8)
     for name, wer in wers.items():
         typer.echo(f"{name} {method}: %WER = {wer:.2f}")
