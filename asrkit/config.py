@@ -90,6 +90,9 @@ class TrainConfig:
     # seconds of training audio (icefall: 600). Their warm-ups last ~4000-20000 units: a run of a few thousand
     # steps needs a small value, or it trains entirely in the heavily regularized warm-up regime.
     schedule_reference_duration: float = 600.0
+    # Before epoch 1, run forward + backward on the most memory-hungry batches the sampler can produce, to fail
+    # in seconds (with a hint) rather than hours later. -1: only on GPUs.
+    preflight: int = -1
 
 
 def load_train_config(path: str | Path, overrides: Optional[dict] = None) -> TrainConfig:

@@ -261,3 +261,137 @@ def test_train_streams_lhotse_shar_input(prepared, tmp_path):
     ckpt = load_checkpoint(tmp_path / "exp" / "epoch-1.pt")
     assert ckpt["train_state"]["batch_idx_train"] > 0
     assert "dropped no-text: empty transcript" in (tmp_path / "exp" / "log" / "train.log").read_text()
+
+
+def test_preflight_runs_pessimistic_batches_without_changing_training(prepared, tmp_path):
+    from asrkit.training.loop import TrainJob, train
+
+    finals = []
+    for preflight in (0, 1):
+        cfg = tiny_config(num_epochs=1, preflight=preflight)
+        exp = tmp_path / f"preflight-{preflight}"
+        train(TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                       progress=False, tensorboard=False), cfg)
+        finals.append(_params(exp / "epoch-1.pt"))
+        if preflight:
+            assert "pre-flight: batch with the largest" in (exp / "log" / "train.log").read_text()
+    for key in finals[0]:
+        assert torch.equal(finals[0][key], finals[1][key]), key
+
+
+def test_preflight_out_of_memory_is_a_clear_error(prepared, tmp_path, monkeypatch):
+    from asrkit.errors import ConfigError
+    from asrkit.training.loop import Trainer, TrainJob, train
+
+    def out_of_memory(self, model, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(Trainer, "_forward", out_of_memory)
+    cfg = tiny_config(num_epochs=1, preflight=1)
+    with pytest.raises(ConfigError, match="pre-flight.*runs out of memory") as info:
+        train(TrainJob(exp_dir=tmp_path / "exp", train_cuts=prepared["train"], lang_dir=prepared["lang"],
+                       device="cpu", progress=False, tensorboard=False), cfg)
+    assert "--max-duration" in info.value.hint
+
+
+def test_non_finite_losses_are_skipped_counted_and_abort(prepared, tmp_path, monkeypatch):
+    from asrkit.training.loop import TooManyNonFiniteLosses, Trainer, TrainJob, train
+
+    real_forward = Trainer._forward
+    calls = {"n": 0}
+
+    def sometimes_nan(self, model, batch):
+        losses = real_forward(self, model, batch)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second batch: its loss becomes NaN
+            return losses._replace(pruned_loss=losses.pruned_loss * float("nan"))
+        return losses
+
+    monkeypatch.setattr(Trainer, "_forward", sometimes_nan)
+    cfg = tiny_config(num_epochs=1)
+    exp = tmp_path / "exp"
+    train(TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False), cfg)
+    log_text = (exp / "log" / "train.log").read_text()
+    assert "non-finite loss at batch 2 (skipped, 1 so far)" in log_text
+    state = load_checkpoint(exp / "epoch-1.pt")["train_state"]
+    assert state["nonfinite_batches"] == 1
+    assert all(torch.isfinite(v).all() for v in _params(exp / "epoch-1.pt").values() if v.is_floating_point())
+
+    calls["n"] = 0
+    monkeypatch.setattr(Trainer, "_forward", lambda self, model, batch: real_forward(self, model, batch)._replace(
+        simple_loss=torch.tensor(float("inf"), requires_grad=True)))
+    with pytest.raises(TooManyNonFiniteLosses, match="max_nonfinite_batches=2"):
+        train(TrainJob(exp_dir=tmp_path / "abort", train_cuts=prepared["train"], lang_dir=prepared["lang"],
+                       device="cpu", progress=False, tensorboard=False), tiny_config(num_epochs=1,
+                                                                                    max_nonfinite_batches=2))
+
+
+@pytest.mark.parametrize("precision", ["use_bf16", "use_fp16"])
+def test_mixed_precision_trains_on_cpu(prepared, tmp_path, precision):
+    from asrkit.training.loop import TrainJob, train
+
+    cfg = tiny_config(num_epochs=1, **{precision: True})
+    exp = tmp_path / precision
+    train(TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False), cfg)
+    ckpt = load_checkpoint(exp / "epoch-1.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    if precision == "use_fp16":
+        assert ckpt["grad_scaler"] and ckpt["grad_scaler"]["scale"] > 0
+
+
+def _torchrun_cmd(recipe: Path, exp_dir: Path, prepared, port: int) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+            "-m", "asrkit.cli.main", "train", "--recipe", str(recipe), "--exp-dir", str(exp_dir), "--train-cuts",
+            str(prepared["train"]), "--lang-dir", str(prepared["lang"]), "--device", "cpu"]
+
+
+def test_torchrun_env_rendezvous_trains_two_ranks(prepared, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    save_yaml(tiny_config(num_epochs=1), recipe)
+    proc = subprocess.run(_torchrun_cmd(recipe, tmp_path / "exp", prepared, 29623), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "exp" / "epoch-1.pt").exists()
+    assert "world size: 2" in (tmp_path / "exp" / "log" / "train.log").read_text()
+    assert (tmp_path / "exp" / "log" / "train-rank1.log").exists()
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_a_dying_rank_stops_the_others(prepared, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    save_yaml(tiny_config(num_epochs=100, save_every_n=2), recipe)
+    proc = subprocess.Popen(_torchrun_cmd(recipe, tmp_path / "exp", prepared, 29627), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while not (tmp_path / "exp" / "checkpoint-2.pt").exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    workers = _children(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    # torchrun's agent sees the dead rank and tears the job down instead of leaving rank 0 blocked in all_reduce
+    assert proc.wait(timeout=120) != 0
+    time.sleep(1)
+    assert not [pid for pid in workers if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """True for a live process (a zombie awaiting its parent does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

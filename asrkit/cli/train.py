@@ -31,6 +31,13 @@ def train(
     master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1.")] = 12354,
     use_fp16: Annotated[bool, typer.Option(help="Mixed precision fp16 with a grad scaler.")] = False,
     use_bf16: Annotated[bool, typer.Option(help="Mixed precision bf16.")] = False,
+    max_duration: Annotated[Optional[float], typer.Option(help="Seconds of audio per batch and process.")] = None,
+    num_buckets: Annotated[Optional[int], typer.Option(help="Duration buckets of the sampler.")] = None,
+    save_every_n: Annotated[Optional[int], typer.Option(help="Also write checkpoint-<batch>.pt every N batches.")] = None,
+    keep_last_k: Annotated[Optional[int], typer.Option(help="Keep only the newest K checkpoint-*.pt.")] = None,
+    average_period: Annotated[
+        Optional[int], typer.Option(help="Update the running-average model every N batches.")
+    ] = None,
     skip_bad_audio: Annotated[
         bool, typer.Option(help="Drop (log and count) utterances whose audio cannot be read instead of stopping.")
     ] = False,
@@ -56,6 +63,11 @@ def train(
         overrides["use_bf16"] = True
     if skip_bad_audio:
         overrides["data.skip_bad_audio"] = True
+    for key, value in (("data.max_duration", max_duration), ("data.num_buckets", num_buckets),
+                       ("save_every_n", save_every_n), ("keep_last_k", keep_last_k),
+                       ("average_period", average_period)):
+        if value is not None:
+            overrides[key] = value
     cfg = load_train_config(recipe, overrides)
     job = TrainJob(
         exp_dir=exp_dir,

@@ -266,6 +266,9 @@ class Trainer:
         self._install_signal_handlers()
         started = time.monotonic()
         last = None
+        run_preflight = self.cfg.preflight > 0 or (self.cfg.preflight < 0 and self.ctx.device.type == "cuda")
+        if run_preflight and state.batch_idx_train == 0:
+            self._preflight()
         _restore_rng(self._pending_rng)
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
@@ -292,6 +295,39 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return last
+
+    def _preflight(self) -> None:
+        """Forward + backward (no update) on the sampler's most pessimistic batches; a memory error becomes a
+        one-line ConfigError with the fix. Random streams and gradients are left as they were."""
+        from lhotse.dataset import find_pessimistic_batches
+
+        rng = _rng_state()
+        sampler = make_sampler(self.train_cuts, self.cfg.data, train=True, seed=self.cfg.seed,
+                               world_size=self.ctx.world_size, rank=self.ctx.rank)
+        batches, scores = find_pessimistic_batches(sampler)
+        dataset = AsrDataset(self.tokenizer, build_spec_augment(self.cfg.data))
+        self.model.train()
+        for criterion, cuts in batches.items():
+            batch = dataset[cuts]
+            try:
+                losses = self._forward(self.ddp_model, batch)
+                total = losses.simple_loss + losses.pruned_loss
+                if losses.ctc_loss is not None:
+                    total = total + losses.ctc_loss
+                total.backward()
+            except torch.OutOfMemoryError:
+                raise ConfigError(
+                    f"pre-flight: the batch with the largest {criterion} ({len(batch.cut_ids)} utterances, "
+                    f"{batch.num_frames / 100:.0f} s of audio) runs out of memory on {self.ctx.device}",
+                    hint=f"lower data.max_duration (now {self.cfg.data.max_duration:g}), e.g. --max-duration "
+                         f"{self.cfg.data.max_duration * 0.7:g}",
+                ) from None
+            finally:
+                self.optimizer.zero_grad(set_to_none=True)
+            if self.ctx.is_main:
+                log.info("pre-flight: batch with the largest %s (%d utterances, %.0f s) fits", criterion,
+                         len(batch.cut_ids), batch.num_frames / 100)
+        _restore_rng(rng)
 
     def _out_of_time(self, started: float) -> bool:
         if self.cfg.max_minutes <= 0:

@@ -145,10 +145,12 @@ class Transducer(nn.Module):
         boundary[:, 2] = y_lens
         boundary[:, 3] = enc_lens
 
+        # projections run under the caller's autocast (if any); the losses always in float32
+        lm_simple, am_simple = self.simple_lm_proj(pred), self.simple_am_proj(raw)
         with torch.autocast(device_type=x.device.type, enabled=False):
             simple_loss, (px_grad, py_grad) = rnnt_loss_smoothed(
-                lm=self.simple_lm_proj(pred).float(),
-                am=self.simple_am_proj(raw).float(),
+                lm=lm_simple.float(),
+                am=am_simple.float(),
                 symbols=y,
                 termination_symbol=self.blank_id,
                 lm_only_scale=lm_scale,
