@@ -64,6 +64,7 @@ def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, 
     from asrkit.training.loop import TrainJob, Trainer
 
     ctx = D.init_process_group(rank, world_size, rank, device, master_port=29533)
+    D.share_cpu_threads(ctx)
     try:
         job = TrainJob(exp_dir=Path(tmp) / "exp", train_cuts=Path(train_cuts), lang_dir=Path(lang_dir),
                        world_size=world_size, device=device, progress=False, tensorboard=False)

@@ -83,3 +83,12 @@ def any_rank(flag: bool, ctx: DistContext) -> bool:
         return flag
     t = all_reduce_sum(torch.tensor([1.0 if flag else 0.0]), ctx)
     return bool(t.item() > 0)
+
+
+def share_cpu_threads(ctx: DistContext) -> None:
+    """On CPU, give each of the processes on this machine an equal share of the cores: torch's default (all
+    cores per process) oversubscribes them and runs several times slower."""
+    if ctx.device.type != "cpu" or not ctx.distributed:
+        return
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))

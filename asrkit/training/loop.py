@@ -113,6 +113,7 @@ def _last_epoch_checkpoint(exp_dir: Path, num_epochs: int) -> Path:
 def _run_rank(rank: int, world_size: int, local_rank: int, job: TrainJob, cfg: TrainConfig) -> Path:
     setup_logging(job.exp_dir / "log" / "train.log", rank=rank)
     ctx = D.init_process_group(rank, world_size, local_rank, job.device, job.master_port)
+    D.share_cpu_threads(ctx)
     try:
         return Trainer(job, cfg, ctx).run()
     finally:
