@@ -592,7 +592,10 @@ def _latest_any_checkpoint(exp_dir: Path, latest_batch_checkpoint) -> Optional[P
     """The checkpoint (batch or epoch) with the most training steps."""
     from asrkit.training.checkpoint import find_epoch_checkpoints, load_checkpoint
 
-    candidates = list(find_epoch_checkpoints(exp_dir).values())
+    # Only the newest epoch checkpoint and the newest batch checkpoint can hold the most steps: read just those two
+    # rather than every checkpoint of the run.
+    epochs = find_epoch_checkpoints(exp_dir)
+    candidates = [epochs[max(epochs)]] if epochs else []
     batch_ckpt = latest_batch_checkpoint(exp_dir)
     if batch_ckpt is not None:
         candidates.append(batch_ckpt)
