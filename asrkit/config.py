@@ -57,6 +57,9 @@ class DataConfig:
     shuffle: bool = True
     min_utterance_duration: float = 0.3
     max_utterance_duration: float = 20.0
+    # Vocal tract length perturbation: each training utterance's mel axis is stretched by a random factor in
+    # [1 - mel_warp, 1 + mel_warp] (asrkit.data.augment.MelWarp); 0 disables it.
+    mel_warp: float = 0.0
     spec_augment: bool = True
     num_frame_masks: int = 2
     frame_mask_size: int = 20

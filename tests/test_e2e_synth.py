@@ -42,6 +42,20 @@ def _run(args: list[str], cwd: Path, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kw)
 
 
+def _assert_sherpa_onnx_agrees(onnx_dir: Path, wavs: list[Path]) -> None:
+    """sherpa-onnx's OfflineRecognizer and asrkit give the same tokens, words and times on ``wavs``."""
+    from test_export_sherpa import assert_same_as_sherpa, run_sherpa
+
+    from asrkit.inference import load_model, transcribe
+
+    assert len(wavs) >= 12, wavs
+    model = load_model(onnx_dir)
+    for method, opts in (("greedy_search", {}), ("modified_beam_search", {"beam_size": 4})):
+        ours = transcribe(model, wavs, method, batch_size=8, timestamps=True, **opts)
+        assert sum(bool(text) for _, text, _ in ours) >= len(wavs) // 4, ours  # a trained model says something
+        assert_same_as_sherpa(run_sherpa(onnx_dir, wavs, method=method, beam_size=4), ours)
+
+
 def test_synth_recipe_end_to_end(tmp_path):
     recipe = _tiny_recipe(tmp_path / "tiny.yaml")
     work = tmp_path / "work"
@@ -55,7 +69,10 @@ def test_synth_recipe_end_to_end(tmp_path):
     for name in ("config.yaml", f"epoch-{EPOCHS}.pt", f"epoch-{EPOCHS}-avg-2-use-averaged-model.pt", "exported/pretrained.pt",
                  "exported/onnx/encoder.onnx", "exported/onnx/decoder.onnx", "exported/onnx/joiner.onnx"):
         assert (exp / name).exists(), name
+    # stage 5 decodes with greedy search and the reported method (modified beam search by default)
     assert list((exp / "greedy_search").glob("errs-test-*.txt"))
+    mbs_summary = exp / "modified_beam_search" / f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model.txt"
+    assert float(mbs_summary.read_text().splitlines()[1].split()[1]) == float(last.split("=")[1])
     # stage 7 printed "<path>\t<transcript>" lines
     assert re.search(r"\.wav\t", proc.stdout)
 
@@ -84,9 +101,15 @@ def test_synth_recipe_end_to_end(tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         wers[tag] = float(re.search(r"%WER = (\d+\.\d+)", res.stdout).group(1))
         assert (exp / "greedy_search" / f"wer-summary-test-{tag}.txt").exists()
-    pytorch_wer = float(last.split("=")[1])
+    greedy_summary = exp / "greedy_search" / f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model.txt"
+    pytorch_wer = float(greedy_summary.read_text().splitlines()[1].split()[1])
     # the same transcripts up to float rounding of near-ties (tests/test_export_formats.py checks exact equality)
     assert abs(wers["onnx"] - pytorch_wer) <= 1.0, (wers, pytorch_wer)
+
+    # sherpa-onnx decodes the unseen-voice test set exactly as asrkit does, greedy and modified beam search
+    # (the test voices, plus training voices on which the tiny model surely says something)
+    wavs = sorted((work / "data/synth/wav/test").rglob("*.wav")) + sorted((work / "data/synth/wav/train").rglob("*.wav"))[:8]
+    _assert_sherpa_onnx_agrees(exp / "exported/onnx", wavs)
 
     # the decoding benchmark runs on the export, for asrkit and sherpa-onnx
     bench = _run([sys.executable, "-m", "asrkit.cli.main", "bench", "decode", "--model", str(exp / "exported/pretrained.pt"),

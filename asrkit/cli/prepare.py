@@ -33,6 +33,8 @@ def synth(
     hours: Annotated[float, typer.Option(help="Total hours of audio (train+dev+test).")] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed -> same corpus).")] = 0,
     sentences: Annotated[bool, typer.Option(help="Also generate short English sentences.")] = False,
+    train_speakers: Annotated[int, typer.Option(help="Training speakers (voice x variant x rate x pitch); the "
+                                                     "hours are shared among all speakers.")] = 100,
     num_jobs: NumJobs = 2,
     verbose: Verbose = False,
 ) -> None:
@@ -43,7 +45,8 @@ def synth(
     from asrkit.data.corpora.synth import generate_synth, prepare_synth
 
     setup_logging(manifest_dir / "log" / "prepare-synth.log", verbose=verbose)
-    generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences)
+    generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences,
+                   train_speakers=train_speakers)
     prepare_synth(corpus_dir, manifest_dir)
 
 

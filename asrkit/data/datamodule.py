@@ -4,7 +4,7 @@ Pieces, each usable alone:
 - :func:`filter_cuts` drops unusable utterances (too short/long, empty or unknown-character transcripts,
   more tokens than encoder frames) and logs a count per reason, naming the first few utterances.
 - :class:`AsrDataset` turns a CutSet chosen by a sampler into a :class:`Batch` (features padded with
-  sherpa-onnx's padding value, token ids, texts, cut ids), optionally with SpecAugment / MUSAN mixing.
+  sherpa-onnx's padding value, token ids, texts, cut ids), optionally augmented (mel warping, SpecAugment, MUSAN mixing).
 - :func:`make_sampler` / :func:`make_loader` build the (DDP-aware) DynamicBucketingSampler and DataLoader;
   :class:`SkipFirstBatches` resumes mid-epoch exactly by skipping already-seen batches at the sampler level,
   without loading their features.
@@ -189,16 +189,17 @@ class AsrDataset(torch.utils.data.Dataset):
 
     Args:
         tokenizer: text -> token ids.
-        spec_augment: a ``lhotse.dataset.SpecAugment`` applied to the padded batch (training only).
+        augment: feature augmentation applied to the padded batch, training only (see
+            :func:`asrkit.data.augment.build_feature_augment`: mel warping, SpecAugment).
         cut_transforms: lhotse cut transforms (e.g. ``CutMix`` with MUSAN) applied before loading.
         skip_bad_audio: drop utterances whose audio/features cannot be read (each logged with its file and
             counted) instead of raising :class:`DataError`. A batch left empty is returned as ``None``.
     """
 
-    def __init__(self, tokenizer: Tokenizer, spec_augment=None, cut_transforms: Optional[list] = None,
+    def __init__(self, tokenizer: Tokenizer, augment=None, cut_transforms: Optional[list] = None,
                  skip_bad_audio: bool = False) -> None:
         self.tokenizer = tokenizer
-        self.spec_augment = spec_augment
+        self.augment = augment
         self.cut_transforms = cut_transforms or []
         self.skip_bad_audio = skip_bad_audio
         self.num_skipped = 0
@@ -222,28 +223,13 @@ class AsrDataset(torch.utils.data.Dataset):
             return None
         cuts = kept
         x, x_lens = pad_features(feats)
-        if self.spec_augment is not None:
+        if self.augment is not None:
             segments = torch.stack(
                 [torch.arange(len(feats)), torch.zeros(len(feats), dtype=torch.int64), x_lens], dim=1
             ).to(torch.int32)
-            x = self.spec_augment(x, supervision_segments=segments)
+            x = self.augment(x, supervision_segments=segments)
         texts = [cut_text(c) for c in cuts]
         return Batch(x, x_lens, self.tokenizer.encode(texts), texts, [c.id for c in cuts])
-
-
-def build_spec_augment(cfg: DataConfig):
-    """lhotse SpecAugment configured from :class:`DataConfig` (None when disabled)."""
-    if not cfg.spec_augment:
-        return None
-    from lhotse.dataset import SpecAugment
-
-    return SpecAugment(
-        time_warp_factor=cfg.time_warp_factor or None,
-        num_feature_masks=cfg.num_feature_masks,
-        features_mask_size=cfg.feature_mask_size,
-        num_frame_masks=cfg.num_frame_masks,
-        frames_mask_size=cfg.frame_mask_size,
-    )
 
 
 def make_sampler(cuts, cfg: DataConfig, train: bool, seed: int, world_size: int = 1, rank: int = 0):

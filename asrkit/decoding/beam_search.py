@@ -58,7 +58,7 @@ def _search_one(
                 done = better
                 break
         done = done.topk(beam_size)
-    return done.best(length_norm=True, context_size=context_size)
+    return done.best(length_norm=True)
 
 
 @torch.no_grad()

@@ -64,15 +64,14 @@ class HypothesisList:
     def remove(self, hyp: Hypothesis) -> None:
         del self._data[hyp.key]
 
-    def best(self, length_norm: bool = False, context_size: int = 0) -> Hypothesis:
-        """The most probable hypothesis; with ``length_norm`` the score is divided by the
-        number of tokens (context prefix excluded, at least 1) to offset the bias towards
-        short outputs."""
+    def best(self, length_norm: bool = False) -> Hypothesis:
+        """The most probable hypothesis. With ``length_norm`` the score is divided by
+        ``len(ys)``, the initial predictor context included, to offset the bias towards short
+        outputs; icefall and sherpa-onnx normalise the same way, so the three pick the same
+        hypothesis from the same beam."""
 
         def score(h: Hypothesis) -> float:
-            if not length_norm:
-                return h.log_prob
-            return h.log_prob / max(1, len(h.ys) - context_size)
+            return h.log_prob / len(h.ys) if length_norm else h.log_prob
 
         return max(self._data.values(), key=score)
 

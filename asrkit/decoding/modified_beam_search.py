@@ -100,7 +100,7 @@ def modified_beam_search(
                     new.add(Hypothesis(parent.ys + [token], value, parent.timestamp + [t]))
             beams[b] = new
 
-    best = [beams[b].best(length_norm=True, context_size=context_size) for b in range(batch_size)]
+    best = [beams[b].best(length_norm=True) for b in range(batch_size)]
     tokens = [strip_context(h.ys, context_size) for h in best]
     if return_timestamps:
         return SearchOutput(tokens, [h.timestamp for h in best])

@@ -103,10 +103,13 @@ def conformer_lite_xs(
 def lstm_xs(
     *, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "utterance_mean", ctc_head: bool = False
 ) -> ModelConfig:
-    """A ~3M-parameter BiLSTM transducer (classic RNN-T baseline)."""
+    """A ~3.3M-parameter BiLSTM encoder + LSTM predictor transducer (the classic RNN-T of Graves 2012 and of
+    RNN-T course models; the predictor sees the whole label history, not the last two tokens)."""
     lstm = LstmEncoderConfig(hidden_dim=192, num_layers=3, bidirectional=True, output_dim=192, subsampling_channels=32)
     enc = EncoderConfig(type="lstm", feature_norm=feature_norm, lstm=lstm)  # type: ignore[arg-type]
-    return _model(enc, vocab_size=vocab_size, feature_dim=feature_dim, dim=256, ctc_head=ctc_head)
+    model = _model(enc, vocab_size=vocab_size, feature_dim=feature_dim, dim=256, ctc_head=ctc_head)
+    model.predictor = PredictorConfig(type="lstm", embedding_dim=256, lstm_hidden_dim=256, lstm_num_layers=1)
+    return model
 
 
 PRESETS = {

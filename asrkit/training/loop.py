@@ -25,11 +25,11 @@ from typing import Optional
 import torch
 
 from asrkit.config import TrainConfig, save_yaml
+from asrkit.data.augment import build_feature_augment
 from asrkit.data.datamodule import (
     AsrDataset,
     Batch,
     SkipFirstBatches,
-    build_spec_augment,
     filter_cuts,
     load_cuts,
     make_loader,
@@ -258,7 +258,7 @@ class Trainer:
 
             transforms.append(CutMix(load_cuts(cfg.data.musan_cuts).to_eager(), p=0.5, snr=(10, 20),
                                      preserve_id=True, seed=cfg.seed + epoch))
-        dataset = AsrDataset(self.tokenizer, build_spec_augment(cfg.data), transforms, cfg.data.skip_bad_audio)
+        dataset = AsrDataset(self.tokenizer, build_feature_augment(cfg.data), transforms, cfg.data.skip_bad_audio)
         return make_loader(dataset, SkipFirstBatches(sampler, skip), cfg.data.num_workers)
 
     # ------------------------------------------------------------------ loop
@@ -306,7 +306,7 @@ class Trainer:
         sampler = make_sampler(self.train_cuts, self.cfg.data, train=True, seed=self.cfg.seed,
                                world_size=self.ctx.world_size, rank=self.ctx.rank)
         batches, scores = find_pessimistic_batches(sampler)
-        dataset = AsrDataset(self.tokenizer, build_spec_augment(self.cfg.data))
+        dataset = AsrDataset(self.tokenizer, build_feature_augment(self.cfg.data))
         self.model.train()
         for criterion, cuts in batches.items():
             batch = dataset[cuts]

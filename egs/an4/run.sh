@@ -88,7 +88,7 @@ if run_stage 4; then
 fi
 select_checkpoints
 if run_stage 5; then
-  log "stage 5: average (epoch $epoch, avg $avg)"
+  log "stage 5: average ($selection)"
   timed asrkit average "${select_args[@]}"
 fi
 if run_stage 6; then

@@ -24,12 +24,39 @@ last_epoch() {
   echo "$n"
 }
 
-# select_checkpoints: sets epoch/avg/select_args for the stages after training (uses $epoch, $avg, $exp_dir,
-# $recipe): --epoch if given, else the last finished epoch (a time-capped run may stop before the recipe's
-# num_epochs), else the recipe's num_epochs.
+# newest_batch_checkpoint EXP_DIR: the highest N with EXP_DIR/checkpoint-N.pt (empty when there is none)
+newest_batch_checkpoint() {
+  find "$1" -maxdepth 1 -name 'checkpoint-*.pt' 2>/dev/null | sed -n 's/.*checkpoint-\([0-9]\+\)\.pt$/\1/p' \
+    | sort -n | tail -n 1
+}
+
+# select_checkpoints: sets select_args (the --epoch/--iter/--avg flags of average/decode/export) and selection (the
+# suffix those commands give their output files) from $epoch, $avg, $exp_dir and $recipe.
+# - --epoch E given: epochs E-avg+1..E, running-average model.
+# - otherwise the last finished epoch (else the recipe's num_epochs), unless training stopped mid-epoch (a time
+#   budget, SIGTERM): then the newest checkpoint-N.pt is newer than that epoch's file and the selection is
+#   --iter N with the running-average model over the last $avg checkpoint intervals (save_every_n batches each;
+#   fewer when fewer checkpoints exist), so the partial epoch is not thrown away.
 select_checkpoints() {
+  local given="$epoch" n count
   [ -n "$epoch" ] || epoch=$(last_epoch "$exp_dir")
+  n=$(newest_batch_checkpoint "$exp_dir")
+  if [ -z "$given" ] && [ -n "$n" ] && { [ -z "$epoch" ] || [ "$exp_dir/checkpoint-$n.pt" -nt "$exp_dir/epoch-$epoch.pt" ]; }
+  then
+    count=$(find "$exp_dir" -maxdepth 1 -name 'checkpoint-*.pt' | wc -l)
+    if [ "$count" -ge 2 ]; then
+      [ "$avg" -lt "$count" ] || avg=$((count - 1))
+      select_args=(--exp-dir "$exp_dir" --iter "$n" --avg "$avg" --use-averaged-model)
+      selection="iter-$n-avg-$avg-use-averaged-model"
+    else
+      avg=1
+      select_args=(--exp-dir "$exp_dir" --iter "$n" --avg 1)
+      selection="iter-$n-avg-1"
+    fi
+    return
+  fi
   [ -n "$epoch" ] || epoch=$(recipe_epochs "$recipe")
   [ "$avg" -le "$epoch" ] || avg=$epoch
   select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
+  selection="epoch-$epoch-avg-$avg-use-averaged-model"
 }

@@ -113,7 +113,7 @@ if run_stage 6; then
 fi
 select_checkpoints
 if run_stage 7; then
-  log "stage 7: average (epoch $epoch, avg $avg)"
+  log "stage 7: average ($selection)"
   timed asrkit average "${select_args[@]}"
 fi
 if run_stage 8; then

@@ -12,7 +12,7 @@ exp_dir=exp/zipformer-xs
 vocab_size=100
 epoch=""                        # epoch to decode/export (default: the recipe's num_epochs)
 avg=2
-method=greedy_search
+method=modified_beam_search   # the method whose WER stage 8 prints (greedy_search is always decoded too)
 num_jobs=2
 force=""
 work_dir=""                     # where data/ and exp/ go (default: this script's directory)
@@ -28,7 +28,7 @@ Stages:
   2  sentencepiece tokenizer                     (asrkit prepare tokenizer)
   3  train                                       (asrkit train)
   4  average checkpoints                         (asrkit average)
-  5  decode the unseen-voice test set            (asrkit decode)
+  5  decode the unseen-voice test set            (asrkit decode: greedy_search and --method)
   6  export pretrained.pt + ONNX                  (asrkit export)
   7  transcribe two test files with the export   (asrkit transcribe)
   8  print the test WER
@@ -39,8 +39,10 @@ Options:
   --recipe FILE       training preset, relative to the repository root (default $recipe)
   --exp-dir DIR       experiment directory (default $exp_dir)
   --vocab-size N      tokenizer vocabulary bound (default $vocab_size)
-  --epoch E --avg N   which checkpoints to average/decode/export (default: last epoch, avg $avg)
-  --method M          decoding method (default $method)
+  --epoch E --avg N   which checkpoints to average/decode/export (default: the last epoch, avg $avg; a run stopped
+                      mid-epoch by its time budget uses its newest checkpoint-N.pt and averages over the last
+                      N checkpoint intervals instead)
+  --method M          decoding method whose WER stage 8 prints (default $method; greedy_search is decoded too)
   --num-jobs J        parallel processes for data preparation (default $num_jobs)
   --train-args "..."  extra arguments for asrkit train (e.g. "--set num_epochs=2")
   --work-dir DIR       where data/ and exp/ are written (default: egs/synth)
@@ -100,13 +102,15 @@ if run_stage 3; then
 fi
 select_checkpoints
 if run_stage 4; then
-  log "stage 4: average (epoch $epoch, avg $avg)"
+  log "stage 4: average ($selection)"
   timed asrkit average "${select_args[@]}"
 fi
 if run_stage 5; then
-  log "stage 5: decode ($method)"
-  timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$method" \
-    --cuts data/fbank/synth_cuts_test.jsonl.gz
+  for m in $(printf '%s\n' greedy_search "$method" | awk '!seen[$0]++'); do
+    log "stage 5: decode ($m)"
+    timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$m" \
+      --cuts data/fbank/synth_cuts_test.jsonl.gz
+  done
 fi
 if run_stage 6; then
   log "stage 6: export"
@@ -120,9 +124,11 @@ if run_stage 7; then
   timed asrkit transcribe --model "$exp_dir/exported/pretrained.pt" "${wavs[@]}"
 fi
 if run_stage 8; then
-  summary="$exp_dir/$method/wer-summary-test-epoch-$epoch-avg-$avg-use-averaged-model.txt"
+  summary="$exp_dir/$method/wer-summary-test-$selection.txt"
   [ -f "$summary" ] || { echo "run.sh: $summary not found (run stage 5)" >&2; exit 1; }
   wer=$(awk 'NR==2 {print $2}' "$summary")
+  greedy="$exp_dir/greedy_search/wer-summary-test-$selection.txt"
+  [ "$method" = greedy_search ] || [ ! -f "$greedy" ] || log "greedy_search: %WER $(awk 'NR==2 {print $2}' "$greedy")"
   log "test set (unseen voices), $method, $(basename "$summary")"
   echo "%WER = $wer"
 fi
