@@ -101,10 +101,11 @@ def conformer_lite_xs(
 
 
 def lstm_xs(
-    *, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "utterance_mean", ctc_head: bool = False
+    *, vocab_size: int = 500, feature_dim: int = 80, feature_norm: str = "utterance_mean", ctc_head: bool = True
 ) -> ModelConfig:
     """A ~3.3M-parameter BiLSTM encoder + LSTM predictor transducer (the classic RNN-T of Graves 2012 and of
-    RNN-T course models; the predictor sees the whole label history, not the last two tokens)."""
+    RNN-T course models; the predictor sees the whole label history, not the last two tokens). The CTC head is on
+    by default: without it the LSTM predictor learns the label prior long before the encoder learns to listen."""
     lstm = LstmEncoderConfig(hidden_dim=192, num_layers=3, bidirectional=True, output_dim=192, subsampling_channels=32)
     enc = EncoderConfig(type="lstm", feature_norm=feature_norm, lstm=lstm)  # type: ignore[arg-type]
     model = _model(enc, vocab_size=vocab_size, feature_dim=feature_dim, dim=256, ctc_head=ctc_head)
