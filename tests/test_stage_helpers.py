@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _select(exp: Path, epoch: str = "", avg: int = 2) -> tuple[str, str]:
     """Run select_checkpoints in bash; returns (select_args, selection)."""
-    script = (f'source "{REPO}/egs/lib/stages.sh"; exp_dir="{exp}"; epoch="{epoch}"; avg={avg}; '
+    script = (f'set -euo pipefail; source "{REPO}/egs/lib/stages.sh"; exp_dir="{exp}"; epoch="{epoch}"; avg={avg}; '
               f'recipe="{REPO}/recipes/zipformer-xs.yaml"; select_checkpoints; '
               'echo "${select_args[*]}"; echo "$selection"')
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -58,3 +58,10 @@ def test_explicit_epoch_wins_over_newer_batch_checkpoints(tmp_path: Path) -> Non
     _touch(tmp_path / "checkpoint-900.pt", 1)
     args, _ = _select(tmp_path, epoch="1", avg=1)
     assert args.split()[2:] == ["--epoch", "1", "--avg", "1", "--use-averaged-model"]
+
+
+def test_missing_experiment_dir_falls_back_to_the_recipe_epochs(tmp_path: Path) -> None:
+    """Recipes call select_checkpoints before training ran (e.g. --stop-stage 2) under set -euo pipefail."""
+    args, selection = _select(tmp_path / "not-trained-yet", avg=2)
+    assert args.split()[2:4] == ["--epoch", "30"]  # zipformer-xs.yaml's num_epochs
+    assert selection == "epoch-30-avg-2-use-averaged-model"

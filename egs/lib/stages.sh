@@ -19,15 +19,14 @@ resolve_from_root() { case "$1" in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; 
 
 # last_epoch EXP_DIR: the highest N with EXP_DIR/epoch-N.pt (empty when there is none)
 last_epoch() {
-  local n
-  n=$(find "$1" -maxdepth 1 -name 'epoch-*.pt' 2>/dev/null | sed -n 's/.*epoch-\([0-9]\+\)\.pt$/\1/p' | sort -n | tail -n 1)
-  echo "$n"
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth 1 -name 'epoch-*.pt' | sed -n 's/.*epoch-\([0-9]\+\)\.pt$/\1/p' | sort -n | tail -n 1
 }
 
 # newest_batch_checkpoint EXP_DIR: the highest N with EXP_DIR/checkpoint-N.pt (empty when there is none)
 newest_batch_checkpoint() {
-  find "$1" -maxdepth 1 -name 'checkpoint-*.pt' 2>/dev/null | sed -n 's/.*checkpoint-\([0-9]\+\)\.pt$/\1/p' \
-    | sort -n | tail -n 1
+  [ -d "$1" ] || return 0
+  find "$1" -maxdepth 1 -name 'checkpoint-*.pt' | sed -n 's/.*checkpoint-\([0-9]\+\)\.pt$/\1/p' | sort -n | tail -n 1
 }
 
 # select_checkpoints: sets select_args (the --epoch/--iter/--avg flags of average/decode/export) and selection (the
