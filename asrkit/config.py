@@ -89,6 +89,7 @@ class TrainConfig:
     use_fp16: bool = False
     use_bf16: bool = False
     max_minutes: float = 0.0  # > 0: stop (after writing a checkpoint) once training ran this long
+    max_steps: int = 0  # > 0: stop (after writing a checkpoint) after this many optimizer steps in total
     # Zipformer's regularization schedules (layer skipping, bypass, dropout) advance by one unit per this many
     # seconds of training audio (icefall: 600). Their warm-ups last ~4000-20000 units: a run of a few thousand
     # steps needs a small value, or it trains entirely in the heavily regularized warm-up regime.

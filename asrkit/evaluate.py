@@ -33,7 +33,8 @@ def decode_test_sets(
     int8: bool = False,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
-    ``{exp_dir}/{method}/`` and return {test set name: WER %}.
+    ``{exp_dir}/{method}/`` and return {test set name: WER %}. A non-zero ``blank_penalty`` search option
+    appends ``-blank-penalty-<value>`` to ``<selection>``.
 
     With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
     ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
@@ -58,6 +59,8 @@ def decode_test_sets(
         tokenizer = Tokenizer.load(lang_dir)
         model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
         tag = selection.suffix
+    if (search_opts or {}).get("blank_penalty"):
+        tag += f"-blank-penalty-{search_opts['blank_penalty']:g}"
     out_dir = Path(exp_dir) / method
     wers = {}
     data_cfg = DataConfig(max_duration=max_duration, shuffle=False)

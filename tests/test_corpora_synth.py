@@ -133,3 +133,28 @@ def test_flite_eval_split_and_sentences(tmp_path: Path) -> None:
     assert flite_voices == {"slt", "rms", "awb"}
     train_voices = {info[s.speaker]["voice"] for s in m["train"]["supervisions"]}
     assert not (train_voices & flite_voices)
+
+
+def test_generated_voices_change_only_the_chosen_training_speakers(corpus: Path, tmp_path: Path) -> None:
+    d = generate_synth(tmp_path / "gv", **{**TINY, "generated_voice_speakers": 2})
+    base = json.loads((corpus / "speakers.json").read_text())
+    info = json.loads((d / "speakers.json").read_text())
+    changed = [(a, b) for a, b in zip(base, info) if a != b]
+    assert len(changed) == 2
+    for old, new in changed:
+        assert new["split"] == "train" and "+asrkit_rv" in new["voice"]
+        assert {**old, "voice": None} == {**new, "voice": None}  # only the variant differs
+        assert old["voice"].split("+")[0] == new["voice"].split("+")[0]  # same accent
+        variant = new["voice"].split("+")[1]
+        text = (d / "voices" / variant).read_text()
+        assert f"name {variant}" in text and text.count("\nformant ") == 9
+    # Every text, and dev/test audio byte for byte, are what the corpus without generated voices has.
+    for split in ("train", "dev", "test"):
+        assert (d / "metadata" / f"{split}.jsonl").read_text() == (corpus / "metadata" / f"{split}.jsonl").read_text()
+    for split in ("dev", "test"):
+        assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
+    speaker = changed[0][1]["speaker_id"]
+    new_wavs, old_wavs = _files(d / "wav" / "train" / speaker), _files(corpus / "wav" / "train" / speaker)
+    assert new_wavs.keys() == old_wavs.keys() and all(new_wavs[k] != old_wavs[k] for k in new_wavs)
+    with pytest.raises(DataError, match="generated_voice_speakers"):
+        generate_synth(tmp_path / "bad", **{**TINY, "generated_voice_speakers": 5})

@@ -50,10 +50,20 @@ def _assert_sherpa_onnx_agrees(onnx_dir: Path, wavs: list[Path]) -> None:
 
     assert len(wavs) >= 12, wavs
     model = load_model(onnx_dir)
-    for method, opts in (("greedy_search", {}), ("modified_beam_search", {"beam_size": 4})):
+    # (sherpa-onnx applies only positive blank penalties; the untrained model of test_export_sherpa.py never emits
+    # blank, so the trained one is where a penalty can show)
+    plain = {}
+    for method, opts in (("greedy_search", {}), ("modified_beam_search", {"beam_size": 4}),
+                         ("greedy_search", {"blank_penalty": 1.0}),
+                         ("modified_beam_search", {"beam_size": 4, "blank_penalty": 1.0})):
         ours = transcribe(model, wavs, method, batch_size=8, timestamps=True, **opts)
         assert sum(bool(text) for _, text, _ in ours) >= len(wavs) // 4, ours  # a trained model says something
-        assert_same_as_sherpa(run_sherpa(onnx_dir, wavs, method=method, beam_size=4), ours)
+        assert_same_as_sherpa(run_sherpa(onnx_dir, wavs, method=method, beam_size=4,
+                                         blank_penalty=opts.get("blank_penalty", 0.0)), ours)
+        if "blank_penalty" in opts:
+            assert ours != plain[method], f"{method}: a blank penalty of 1.0 changed nothing"
+        else:
+            plain[method] = ours
 
 
 def test_synth_recipe_end_to_end(tmp_path):

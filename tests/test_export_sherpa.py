@@ -1,15 +1,12 @@
 """sherpa-onnx loads asrkit's ONNX export and decodes exactly like asrkit.
 
-sherpa-onnx ends the whole process on a bad model file, so it always runs in a subprocess.
+sherpa-onnx ends the whole process on a bad model file, so it always runs in a subprocess
+(:mod:`asrkit.export.sherpa_onnx`).
 The model is untrained: both sides produce the same "garbage", which is still an exact test
 of features, context handling, decoder/joiner wiring and detokenisation.
 """
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
 
 import pytest
 
@@ -17,38 +14,14 @@ from test_export_formats import exported, make_wavs  # noqa: F401  (fixture)
 
 pytest.importorskip("sherpa_onnx")
 
-SHERPA_SCRIPT = r"""
-import json, sys
-import soundfile as sf
-import sherpa_onnx
-d, model_type, suffix, method, beam = sys.argv[1:6]
-rec = sherpa_onnx.OfflineRecognizer.from_transducer(
-    encoder=f"{d}/encoder{suffix}", decoder=f"{d}/decoder{suffix}", joiner=f"{d}/joiner{suffix}",
-    tokens=f"{d}/tokens.txt", num_threads=1, sample_rate=16000, feature_dim=80,
-    decoding_method=method, max_active_paths=int(beam), model_type=model_type)
-streams = []
-for path in sys.argv[6:]:
-    samples, sr = sf.read(path, dtype="float32")
-    s = rec.create_stream()
-    s.accept_waveform(sr, samples)
-    streams.append(s)
-rec.decode_streams(streams)
-print(json.dumps([{"text": s.result.text, "tokens": list(s.result.tokens),
-                   "timestamps": list(s.result.timestamps)} for s in streams]))
-"""
-
 
 def run_sherpa(onnx_dir, wavs, model_type: str = "transducer", suffix: str = ".onnx",
-               method: str = "greedy_search", beam_size: int = 4) -> list[dict]:
-    """Decode ``wavs`` with sherpa-onnx's OfflineRecognizer in a subprocess: per file, its
-    ``text``, ``tokens`` and ``timestamps`` (seconds)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", SHERPA_SCRIPT, str(onnx_dir), model_type, suffix, method, str(beam_size),
-         *map(str, wavs)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, f"sherpa-onnx died (rc={proc.returncode}): {proc.stderr[-2000:]}"
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+               method: str = "greedy_search", beam_size: int = 4, blank_penalty: float = 0.0) -> list[dict]:
+    """sherpa-onnx's per-file ``text``, ``tokens`` and ``timestamps`` (seconds) for ``wavs``."""
+    from asrkit.export.sherpa_onnx import run_sherpa_onnx
+
+    return run_sherpa_onnx(onnx_dir, wavs, method=method, beam_size=beam_size, model_type=model_type,
+                           suffix=suffix, blank_penalty=blank_penalty, timeout=120).results
 
 
 def assert_same_as_sherpa(sherpa: list[dict], ours: list[tuple]) -> None:

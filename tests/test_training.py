@@ -85,6 +85,24 @@ def test_train_writes_config_checkpoints_and_tensorboard(prepared, tmp_path):
     assert all(v.dtype == torch.float64 for v in ckpt["model_avg"].values() if v.is_floating_point())
 
 
+def test_step_budget_stops_mid_epoch_with_a_checkpoint_and_counts_resumed_steps(prepared, tmp_path):
+    from asrkit.training.loop import TrainJob, train
+
+    exp = tmp_path / "exp"
+    job = TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False)
+    last = train(job, tiny_config(num_epochs=50, max_steps=3))
+    assert last == exp / "checkpoint-3.pt" and not (exp / "epoch-1.pt").exists()
+    state = load_checkpoint(last)["train_state"]
+    assert state["batch_idx_train"] == 3 and not state["epoch_done"]
+    assert "step budget of 3 reached; stopped mid-epoch 1" in (exp / "log" / "train.log").read_text()
+
+    # The budget counts all steps of the run, resumes included: raising it to 5 trains exactly 2 more.
+    resumed = TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                       progress=False, tensorboard=False, resume=True)
+    assert train(resumed, tiny_config(num_epochs=50, max_steps=5)) == exp / "checkpoint-5.pt"
+
+
 def test_resume_after_sigkill_gives_identical_parameters(prepared, tmp_path):
     cfg = tiny_config(num_epochs=2, save_every_n=2, keep_last_k=10)
     recipe = tmp_path / "tiny.yaml"

@@ -1,37 +1,15 @@
 """Benchmark: real-time factor of decoding, per method and batch size, and sherpa-onnx's on the same ONNX export.
 
 RTF = wall time / audio duration, measured from reading the audio files to the final texts (audio I/O and
-feature extraction included, for asrkit and sherpa-onnx alike). sherpa-onnx runs in a subprocess (it exits the
-process on fatal errors), timed inside that process after its models are loaded, as asrkit's models are.
+feature extraction included, for asrkit and sherpa-onnx alike). sherpa-onnx runs in a subprocess
+(:mod:`asrkit.export.sherpa_onnx`), timed inside that process after its models are loaded, as asrkit's models are.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Sequence
-
-SHERPA_TIMER = r"""
-import json, sys, time
-import soundfile as sf
-import sherpa_onnx
-d, method, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rec = sherpa_onnx.OfflineRecognizer.from_transducer(
-    encoder=f"{d}/encoder.onnx", decoder=f"{d}/decoder.onnx", joiner=f"{d}/joiner.onnx", tokens=f"{d}/tokens.txt",
-    num_threads=threads, sample_rate=16000, feature_dim=80, decoding_method=method, max_active_paths=4)
-started = time.perf_counter()
-streams = []
-for path in sys.argv[4:]:
-    samples, sr = sf.read(path, dtype="float32")
-    s = rec.create_stream()
-    s.accept_waveform(sr, samples)
-    streams.append(s)
-rec.decode_streams(streams)
-print(json.dumps({"seconds": time.perf_counter() - started, "texts": [s.result.text for s in streams]}))
-"""
 
 
 def audio_seconds(wavs: Sequence[Path]) -> float:
@@ -56,11 +34,9 @@ def bench_asrkit(model_path: Path, wavs: Sequence[Path], method: str, batch_size
 
 def bench_sherpa(onnx_dir: Path, wavs: Sequence[Path], method: str, threads: int) -> float:
     """Seconds sherpa-onnx takes for the same files (batch = all files, as ``decode_streams`` does)."""
-    proc = subprocess.run([sys.executable, "-c", SHERPA_TIMER, str(onnx_dir), method, str(threads), *map(str, wavs)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"sherpa-onnx failed (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
+    from asrkit.export.sherpa_onnx import run_sherpa_onnx
+
+    return run_sherpa_onnx(onnx_dir, wavs, method=method, threads=threads, timeout=None).seconds
 
 
 def bench_decode(model_path: Path, wavs: Sequence[Path], methods: Sequence[str], batch_sizes: Sequence[int],

@@ -24,6 +24,11 @@ def decode(
     ] = "greedy_search",
     beam_size: Annotated[int, typer.Option(help="Beam size (beam searches).")] = 4,
     max_sym_per_frame: Annotated[int, typer.Option(help="Greedy search: symbols per frame.")] = 1,
+    blank_penalty: Annotated[
+        float,
+        typer.Option(help="Transducer searches: subtracted from the blank logit at every frame (> 0 trades "
+                          "deletions for insertions; tune it on a dev set). Reports get a blank-penalty-X suffix."),
+    ] = 0.0,
     max_duration: Annotated[float, typer.Option(help="Seconds of audio per batch.")] = 300.0,
     device: Device = "cpu",
     timestamps: Annotated[
@@ -51,6 +56,8 @@ def decode(
         opts["beam_size"] = beam_size
     if method == "greedy_search":
         opts["max_sym_per_frame"] = max_sym_per_frame
+    if blank_penalty != 0.0:
+        opts["blank_penalty"] = blank_penalty
     selection = model if model is not None else Selection(epoch, iter, avg, use_averaged_model)
     wers = decode_test_sets(exp_dir, selection, cuts, lang_dir, method, opts, max_duration, device,
                             timestamps=timestamps, int8=int8)

@@ -35,6 +35,9 @@ def synth(
     sentences: Annotated[bool, typer.Option(help="Also generate short English sentences.")] = False,
     train_speakers: Annotated[int, typer.Option(help="Training speakers (voice x variant x rate x pitch); the "
                                                      "hours are shared among all speakers.")] = 100,
+    generated_voices: Annotated[int, typer.Option(
+        help="How many training speakers use a randomly generated espeak-ng voice variant (random vocal-tract "
+             "length, formants, pitch, voice quality) instead of one of espeak-ng's; dev/test are unchanged.")] = 0,
     num_jobs: NumJobs = 2,
     verbose: Verbose = False,
 ) -> None:
@@ -46,7 +49,7 @@ def synth(
 
     setup_logging(manifest_dir / "log" / "prepare-synth.log", verbose=verbose)
     generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences,
-                   train_speakers=train_speakers)
+                   train_speakers=train_speakers, generated_voice_speakers=generated_voices)
     prepare_synth(corpus_dir, manifest_dir)
 
 

@@ -91,4 +91,5 @@ def share_cpu_threads(ctx: DistContext) -> None:
     if ctx.device.type != "cpu" or not ctx.distributed:
         return
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, cores // local_processes))

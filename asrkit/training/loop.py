@@ -274,9 +274,9 @@ class Trainer:
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
             self._train_one_epoch(started)
-            if self._out_of_time(started) and state.batch_in_epoch > 0:
+            if self._budget_spent(started) and state.batch_in_epoch > 0:
                 last = self._save(kind="batch")
-                log.info("time budget of %.1f min reached; stopped mid-epoch", cfg.max_minutes)
+                log.info("%s; stopped mid-epoch %d", self._budget_text(), state.epoch)
                 break
             valid_loss = self._validate()
             if valid_loss is not None and valid_loss < state.best_valid_loss:
@@ -290,8 +290,8 @@ class Trainer:
             state.epoch += 1
             state.batch_in_epoch = 0
             state.epoch_done = False
-            if self._out_of_time(started):
-                log.info("time budget of %.1f min reached after epoch %d", cfg.max_minutes, state.epoch - 1)
+            if self._budget_spent(started):
+                log.info("%s after epoch %d", self._budget_text(), state.epoch - 1)
                 break
         if self.writer is not None:
             self.writer.close()
@@ -330,10 +330,21 @@ class Trainer:
                          len(batch.cut_ids), batch.num_frames / 100)
         _restore_rng(rng)
 
-    def _out_of_time(self, started: float) -> bool:
-        if self.cfg.max_minutes <= 0:
+    def _budget_spent(self, started: float) -> bool:
+        """Whether the training budget is used up: ``max_minutes`` of wall time in this process's run (any rank)
+        or ``max_steps`` optimizer steps in total (resumes included)."""
+        cfg = self.cfg
+        if cfg.max_steps > 0 and self.state.batch_idx_train >= cfg.max_steps:
+            return True
+        if cfg.max_minutes <= 0:
             return False
-        return D.any_rank(time.monotonic() - started > self.cfg.max_minutes * 60, self.ctx)
+        return D.any_rank(time.monotonic() - started > cfg.max_minutes * 60, self.ctx)
+
+    def _budget_text(self) -> str:
+        cfg = self.cfg
+        if cfg.max_steps > 0 and self.state.batch_idx_train >= cfg.max_steps:
+            return f"step budget of {cfg.max_steps} reached"
+        return f"time budget of {cfg.max_minutes:.1f} min reached"
 
     def _train_one_epoch(self, started: float) -> None:
         cfg, state, ctx = self.cfg, self.state, self.ctx
@@ -357,7 +368,7 @@ class Trainer:
             if D.any_rank(self._stop_signal is not None, ctx):
                 path = self._save(kind="batch")
                 raise TrainingInterrupted(path)
-            if self._out_of_time(started):
+            if self._budget_spent(started):
                 break
         if progress is not None:
             progress.close()

@@ -7,12 +7,15 @@ stage=0
 stop_stage=8
 hours=2.0                       # hours of synthetic audio (train+dev+test)
 seed=0
+train_speakers=100
+generated_voices=0              # training speakers with randomly generated voice variants
 recipe=recipes/zipformer-xs.yaml
 exp_dir=exp/zipformer-xs
 vocab_size=100
 epoch=""                        # epoch to decode/export (default: the recipe's num_epochs)
 avg=2
 method=modified_beam_search   # the method whose WER stage 8 prints (greedy_search is always decoded too)
+blank_penalty=0
 num_jobs=2
 force=""
 work_dir=""                     # where data/ and exp/ go (default: this script's directory)
@@ -36,6 +39,9 @@ Stages:
 Options:
   --hours H           corpus size in hours (default $hours)
   --seed S            corpus seed (default $seed)
+  --train-speakers N  training speakers (default $train_speakers)
+  --generated-voices N  how many of them speak with a randomly generated espeak-ng voice variant (default
+                      $generated_voices; dev/test speakers and all texts stay the same)
   --recipe FILE       training preset, relative to the repository root (default $recipe)
   --exp-dir DIR       experiment directory (default $exp_dir)
   --vocab-size N      tokenizer vocabulary bound (default $vocab_size)
@@ -43,6 +49,7 @@ Options:
                       mid-epoch by its time budget uses its newest checkpoint-N.pt and averages over the last
                       N checkpoint intervals instead)
   --method M          decoding method whose WER stage 8 prints (default $method; greedy_search is decoded too)
+  --blank-penalty P   subtracted from the blank logit when decoding (default $blank_penalty)
   --num-jobs J        parallel processes for data preparation (default $num_jobs)
   --train-args "..."  extra arguments for asrkit train (e.g. "--set num_epochs=2")
   --work-dir DIR       where data/ and exp/ are written (default: egs/synth)
@@ -56,6 +63,9 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage="$2"; shift 2 ;;
     --hours) hours="$2"; shift 2 ;;
     --seed) seed="$2"; shift 2 ;;
+    --train-speakers) train_speakers="$2"; shift 2 ;;
+    --generated-voices) generated_voices="$2"; shift 2 ;;
+    --blank-penalty) blank_penalty="$2"; shift 2 ;;
     --recipe) recipe="$2"; shift 2 ;;
     --exp-dir) exp_dir="$2"; shift 2 ;;
     --vocab-size) vocab_size="$2"; shift 2 ;;
@@ -79,9 +89,9 @@ mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
 
 if run_stage 0; then
-  log "stage 0: synthetic corpus ($hours h, seed $seed)"
+  log "stage 0: synthetic corpus ($hours h, seed $seed, $train_speakers training speakers, $generated_voices generated)"
   timed asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours "$hours" --seed "$seed" \
-    --num-jobs "$num_jobs"
+    --train-speakers "$train_speakers" --generated-voices "$generated_voices" --num-jobs "$num_jobs"
 fi
 if run_stage 1; then
   log "stage 1: fbank"
@@ -101,6 +111,9 @@ if run_stage 3; then
     --resume "${extra_train_args[@]}"
 fi
 select_checkpoints
+penalty=$(printf '%g' "$blank_penalty")
+report="$selection"  # the name asrkit decode gives the reports
+[ "$penalty" = 0 ] || report="$selection-blank-penalty-$penalty"
 if run_stage 4; then
   log "stage 4: average ($selection)"
   timed asrkit average "${select_args[@]}"
@@ -108,7 +121,7 @@ fi
 if run_stage 5; then
   for m in $(printf '%s\n' greedy_search "$method" | awk '!seen[$0]++'); do
     log "stage 5: decode ($m)"
-    timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$m" \
+    timed asrkit decode "${select_args[@]}" --lang-dir data/lang --method "$m" --blank-penalty "$penalty" \
       --cuts data/fbank/synth_cuts_test.jsonl.gz
   done
 fi
@@ -124,10 +137,10 @@ if run_stage 7; then
   timed asrkit transcribe --model "$exp_dir/exported/pretrained.pt" "${wavs[@]}"
 fi
 if run_stage 8; then
-  summary="$exp_dir/$method/wer-summary-test-$selection.txt"
+  summary="$exp_dir/$method/wer-summary-test-$report.txt"
   [ -f "$summary" ] || { echo "run.sh: $summary not found (run stage 5)" >&2; exit 1; }
   wer=$(awk 'NR==2 {print $2}' "$summary")
-  greedy="$exp_dir/greedy_search/wer-summary-test-$selection.txt"
+  greedy="$exp_dir/greedy_search/wer-summary-test-$report.txt"
   [ "$method" = greedy_search ] || [ ! -f "$greedy" ] || log "greedy_search: %WER $(awk 'NR==2 {print $2}' "$greedy")"
   log "test set (unseen voices), $method, $(basename "$summary")"
   echo "%WER = $wer"

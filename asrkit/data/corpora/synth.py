@@ -7,7 +7,9 @@ The corpus is asrkit's embedded default and its test bed: spelled letters ("R U 
 A *speaker* is one fixed combination of engine, voice (espeak-ng accent + voice variant such as ``en-us+m3``),
 speaking rate, pitch, word gap, gain and noise floor. Splits are disjoint **by speaker and by voice variant**: the
 variants heard in ``dev`` and ``test`` never occur in ``train``. An optional ``test_flite`` split uses flite voices
-(slt, rms, awb) that no training speaker uses: an "unseen TTS engine" test set.
+(slt, rms, awb) that no training speaker uses: an "unseen TTS engine" test set. Optionally, some training speakers
+use randomly generated voice variants (:mod:`asrkit.data.corpora.espeak_voices`: random vocal-tract length, formants,
+pitch and voice quality) instead of espeak-ng's own, for more vocal tracts than espeak-ng ships.
 
 Everything (texts, speakers, file names, noise) is a deterministic function of the parameters and ``seed``,
 independent of ``num_jobs``.
@@ -17,6 +19,7 @@ Layout written under ``corpus_dir``::
     wav/<split>/<speaker>/<utt_id>.wav    16 kHz mono 16-bit PCM
     metadata/<split>.jsonl                one {"id", "speaker", "text", "path"} per line (path relative)
     speakers.json                         every speaker's synthesis settings
+    voices/<name>                         the generated voice variants (if any), as espeak-ng variant files
     .completed                            JSON of the generation parameters (written last)
 """
 
@@ -33,7 +36,7 @@ import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -327,7 +330,12 @@ def _make_speakers(
     test_speakers: int,
     flite_train_speakers: int,
     flite_test_speakers: int,
+    generated_variants: Sequence[str] = (),
+    choice_rng: random.Random | None = None,
 ) -> list[SynthSpeaker]:
+    """All speakers, drawn from ``rng``. The ``len(generated_variants)`` training speakers drawn by ``choice_rng`` get
+    those variants instead of espeak-ng's; the draws from ``rng`` do not depend on it, so dev and test
+    speakers and all texts are the same with or without generated variants."""
     accents = _espeak_accents()
     variants = [v for v in _espeak_variants() if v not in ESPEAK_EXCLUDED_VARIANTS]
     if len(variants) < 3:
@@ -354,6 +362,12 @@ def _make_speakers(
         for i in range(count):
             # Cycle through the pool so every variant is used before one repeats.
             speakers.append(espeak_speaker(f"{prefix}{i + 1:0{width}d}", split, pool[i % len(pool)]))
+    if generated_variants:
+        train = [i for i, s in enumerate(speakers) if s.split == "train"]
+        chosen = (choice_rng or random.Random(0)).sample(train, len(generated_variants))
+        for i, variant in zip(sorted(chosen), generated_variants):
+            accent = speakers[i].voice.split("+", 1)[0]
+            speakers[i] = replace(speakers[i], voice=f"{accent}+{variant}")
 
     flite = _flite_voices() if (flite_train_speakers or flite_test_speakers) else ()
     for split, prefix, count, voices in (("train", "trf", flite_train_speakers, FLITE_TRAIN_VOICES),
@@ -384,16 +398,17 @@ class _Job:
     spoken: str
     path: str  # absolute
     seed: int
+    espeak_path: str = ""  # espeak-ng --path (a data directory overlay with generated variants), "" = system
 
 
-def _synthesize_raw(speaker: SynthSpeaker, spoken: str) -> tuple[np.ndarray, int]:
+def _synthesize_raw(speaker: SynthSpeaker, spoken: str, espeak_path: str = "") -> tuple[np.ndarray, int]:
     """Run the engine; return float32 samples and their rate."""
     import io
 
     from asrkit.data.audio import read_audio
 
     if speaker.engine == "espeak":
-        cmd = ["espeak-ng", "-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
+        cmd = ["espeak-ng"] + ([f"--path={espeak_path}"] if espeak_path else []) + ["-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
                "-g", str(speaker.word_gap), "--stdout", spoken]
         return read_audio(io.BytesIO(_run_tool(cmd)), name=f"espeak-ng output for {spoken!r}")
     with tempfile.TemporaryDirectory(prefix="asrkit-flite-") as tmp:
@@ -411,7 +426,7 @@ def _render(job: _Job) -> tuple[str, int]:
 
     from asrkit.data.audio import resample
 
-    samples, sr = _synthesize_raw(job.speaker, job.spoken)
+    samples, sr = _synthesize_raw(job.speaker, job.spoken, job.espeak_path)
     if sr != SAMPLE_RATE:
         samples = resample(samples, sr, SAMPLE_RATE)
     # Trim the engine's own silence, then pad with a random amount so durations and onsets vary.
@@ -482,12 +497,23 @@ def _run_jobs(jobs: list[_Job], num_jobs: int, desc: str) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------------------------------
+def _generated_variants(params: dict) -> dict[str, str]:
+    """``{variant name: espeak-ng variant file text}`` of the corpus's generated voice variants (deterministic)."""
+    from asrkit.data.corpora.espeak_voices import GENERATED_VARIANT_PREFIX, random_variant
+
+    rng = random.Random(params["seed"] * 7907 + 3)
+    names = [f"{GENERATED_VARIANT_PREFIX}{i + 1:03d}" for i in range(params.get("generated_voice_speakers", 0))]
+    return {name: random_variant(rng, name) for name in names}
+
+
 def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
     """Speakers and, per split, the utterances ``{"id", "speaker", "text", "sentence"}`` (deterministic)."""
     rng = random.Random(params["seed"])
     speakers = _make_speakers(
         rng, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
         params["flite_train_speakers"], params["flite_test_speakers"],
+        generated_variants=tuple(_generated_variants(params)),
+        choice_rng=random.Random(params["seed"] * 7907 + 5),
     )
     main = [s for s in speakers if s.split != "test_flite"]
     extra = [s for s in speakers if s.split == "test_flite"]
@@ -528,6 +554,19 @@ def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
     return speakers, utts
 
 
+def _write_generated_variants(corpus_dir: Path, variants: dict[str, str]) -> str:
+    """Write ``variants`` to ``corpus_dir/voices`` and build the espeak-ng data overlay that holds them; returns
+    the ``--path`` for espeak-ng ("" without generated variants)."""
+    if not variants:
+        return ""
+    from asrkit.data.corpora.espeak_voices import make_voice_overlay
+
+    (corpus_dir / "voices").mkdir(parents=True, exist_ok=True)
+    for name, text in variants.items():
+        (corpus_dir / "voices" / name).write_text(text, encoding="utf-8")
+    return str(make_voice_overlay(corpus_dir.resolve() / "espeak-overlay", variants))
+
+
 def _tool_versions() -> dict[str, str]:
     versions = {"espeak-ng": _run_tool(["espeak-ng", "--version"]).decode().strip()}
     return versions
@@ -544,6 +583,7 @@ def generate_synth(
     test_speakers: int = 8,
     flite_train_speakers: int = 0,
     eval_engine: str | None = None,
+    generated_voice_speakers: int = 0,
     force: bool = False,
 ) -> Path:
     """Synthesize the corpus into ``corpus_dir`` (see the module docstring for the layout).
@@ -570,6 +610,9 @@ def generate_synth(
         test_speakers: espeak-ng test speakers (held-out voice variants, disjoint from dev's).
         flite_train_speakers: extra training speakers on flite's kal/kal16 voices.
         eval_engine: ``None`` or ``"flite"`` (adds the ``test_flite`` split).
+        generated_voice_speakers: how many of the ``train_speakers`` use a randomly generated voice variant
+            (written to ``voices/``) instead of one of espeak-ng's. Dev and test speakers, and every text, are the
+            same whatever this number.
         force: regenerate when ``.completed`` holds different parameters.
 
     Returns:
@@ -595,6 +638,9 @@ def generate_synth(
         raise DataError(f"generate_synth: hours must be > 0, got {hours}")
     if train_speakers < 1:
         raise DataError(f"generate_synth: train_speakers must be >= 1, got {train_speakers}")
+    if not 0 <= generated_voice_speakers <= train_speakers:
+        raise DataError(f"generate_synth: generated_voice_speakers must be in 0..train_speakers ({train_speakers}), "
+                        f"got {generated_voice_speakers}")
     if dev_speakers < 0 or test_speakers < 0 or flite_train_speakers < 0:
         raise DataError("generate_synth: speaker counts must be >= 0, got "
                         f"dev={dev_speakers} test={test_speakers} flite_train={flite_train_speakers}")
@@ -608,6 +654,8 @@ def generate_synth(
         "test_speakers": int(test_speakers), "flite_train_speakers": int(flite_train_speakers),
         "flite_test_speakers": int(test_speakers) if eval_engine == "flite" else 0,
     }
+    if generated_voice_speakers:  # absent when 0, so corpora made before the option still match their marker
+        params["generated_voice_speakers"] = int(generated_voice_speakers)
     marker = corpus_dir / ".completed"
     if marker.is_file():
         try:
@@ -625,12 +673,13 @@ def generate_synth(
             )
     if marker.exists() or force:
         marker.unlink(missing_ok=True)
-        for name in ("wav", "metadata"):
+        for name in ("wav", "metadata", "voices", "espeak-overlay"):
             shutil.rmtree(corpus_dir / name, ignore_errors=True)
         (corpus_dir / "speakers.json").unlink(missing_ok=True)
 
     speakers, utts = _plan(params)
     by_id = {s.speaker_id: s for s in speakers}
+    espeak_path = _write_generated_variants(corpus_dir, _generated_variants(params))
     jobs = []
     for split, rows in utts.items():
         for row in rows:
@@ -640,7 +689,7 @@ def generate_synth(
             digest = hashlib.sha256(f"{params['seed']}/{row['id']}".encode()).digest()
             seed_u = int.from_bytes(digest[:8], "little")
             jobs.append(_Job(row["id"], spk, _spoken_form(row["text"], spk.engine, row["sentence"]),
-                             str(corpus_dir / rel), seed_u))
+                             str(corpus_dir / rel), seed_u, espeak_path))
     corpus_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     lengths = _run_jobs(jobs, num_jobs, desc=f"synthesizing {corpus_dir.name}")
