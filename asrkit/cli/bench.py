@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from asrkit.cli.common import FeatureCuts, LangDir, Overrides, Recipe, overrides_dict
+
 app = typer.Typer(help="Benchmarks.\n\nExample: asrkit bench loss --quick", no_args_is_help=True)
 
 
@@ -32,14 +34,14 @@ def loss(
 
 @app.command("train")
 def train(
-    recipe: Annotated[Path, typer.Option(help="Recipe YAML.")],
-    train_cuts: Annotated[Path, typer.Option(help="Cuts with features to train on.")],
-    lang_dir: Annotated[Path, typer.Option(help="Tokenizer directory.")] = Path("data/lang"),
+    recipe: Recipe,
+    train_cuts: FeatureCuts,
+    lang_dir: LangDir = Path("data/lang"),
     world_size: Annotated[int, typer.Option(help="Processes (DDP).")] = 1,
     steps: Annotated[int, typer.Option(help="Timed steps per process.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 3,
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    set_: Annotated[list[str], typer.Option("--set", help="Recipe overrides KEY=VALUE.")] = [],
+    set_: Overrides = None,
 ) -> None:
     """Training throughput (audio seconds per second) of a recipe.
 
@@ -47,21 +49,19 @@ def train(
     --world-size 2
     """
     from asrkit.bench.train import bench_train, format_result
-    from asrkit.config import parse_override
 
-    result = bench_train(recipe, train_cuts, lang_dir, world_size, steps, warmup, device,
-                         dict(parse_override(s) for s in set_))
+    result = bench_train(recipe, train_cuts, lang_dir, world_size, steps, warmup, device, overrides_dict(set_))
     typer.echo(format_result(result))
 
 
 @app.command("backends")
 def backends(
-    recipe: Annotated[Path, typer.Option(help="Recipe YAML.")],
-    train_cuts: Annotated[Path, typer.Option(help="Cuts with features to train on.")],
-    lang_dir: Annotated[Path, typer.Option(help="Tokenizer directory.")] = Path("data/lang"),
+    recipe: Recipe,
+    train_cuts: FeatureCuts,
+    lang_dir: LangDir = Path("data/lang"),
     steps: Annotated[int, typer.Option(help="Training steps per backend.")] = 100,
     backend: Annotated[list[str], typer.Option("--backend", help="Backends to compare.")] = ["torch", "fast_rnnt"],
-    set_: Annotated[list[str], typer.Option("--set", help="Recipe overrides KEY=VALUE.")] = [],
+    set_: Overrides = None,
 ) -> None:
     """Train the same steps with each pruned-loss backend and compare the loss curves.
 
@@ -69,10 +69,8 @@ def backends(
     --steps 100
     """
     from asrkit.bench.backends import compare_backends, format_curves
-    from asrkit.config import parse_override
 
-    curves = compare_backends(recipe, train_cuts, lang_dir, tuple(backend), steps,
-                              dict(parse_override(s) for s in set_))
+    curves = compare_backends(recipe, train_cuts, lang_dir, tuple(backend), steps, overrides_dict(set_))
     typer.echo(format_curves(curves))
 
 

@@ -25,6 +25,18 @@ Force = Annotated[bool, typer.Option("--force", help="Redo the work even if its 
 NumJobs = Annotated[int, typer.Option("--num-jobs", "-j", help="Parallel processes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+Recipe = Annotated[Path, typer.Option("--recipe", help="Recipe YAML (model + optimization + data), see recipes/.")]
+FeatureCuts = Annotated[Path, typer.Option("--train-cuts", help="Cuts with features to train on.")]
+Overrides = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override any recipe key (repeatable): --set optim.base_lr=0.02")
+]
+
+
+def overrides_dict(items: Optional[list[str]]) -> dict:
+    """``--set KEY=VALUE`` options -> ``{key: value}`` (values parsed as YAML scalars)."""
+    from asrkit.config import parse_override
+
+    return dict(parse_override(s) for s in (items or []))
 
 
 def optional_path(value: Optional[Path]) -> Optional[Path]:

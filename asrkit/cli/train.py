@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from asrkit.cli.common import Device, ExpDir, LangDir
+from asrkit.cli.common import Device, ExpDir, LangDir, Overrides, Recipe, overrides_dict
 
 
 def train(
-    recipe: Annotated[Path, typer.Option(help="Recipe YAML (model + optimization + data), see recipes/.")],
+    recipe: Recipe,
     train_cuts: Annotated[
         list[Path],
         typer.Option(help="Training cuts with features: a manifest or a Lhotse Shar directory (repeat to combine)."),
@@ -24,9 +24,7 @@ def train(
     start_batch: Annotated[int, typer.Option(help="Resume from checkpoint-N.pt (mid-epoch).")] = 0,
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in --exp-dir, if any.")] = False,
     num_epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's num_epochs.")] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override any recipe key: --set optim.base_lr=0.02")
-    ] = None,
+    set_: Overrides = None,
     device: Device = "auto",
     master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1.")] = 12354,
     use_fp16: Annotated[bool, typer.Option(help="Mixed precision fp16 with a grad scaler.")] = False,
@@ -51,10 +49,10 @@ def train(
     Example: asrkit train --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
     --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --exp-dir exp/zipformer-xs
     """
-    from asrkit.config import load_train_config, parse_override
+    from asrkit.config import load_train_config
     from asrkit.training.loop import TrainJob, train as run_training
 
-    overrides = dict(parse_override(s) for s in (set_ or []))
+    overrides = overrides_dict(set_)
     if num_epochs is not None:
         overrides["num_epochs"] = num_epochs
     if use_fp16:
