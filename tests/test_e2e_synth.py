@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_WER_THRESHOLD = 50.0  # percent; an untrained model scores ~100%
 EPOCHS = 40
 HOURS = "0.08"
+PENALTY = "0.5"  # egs/synth/run.sh's default --blank-penalty; its decode reports carry it in their names
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,8 @@ def test_synth_recipe_end_to_end(tmp_path):
         assert (exp / name).exists(), name
     # stage 5 decodes with greedy search and the reported method (modified beam search by default)
     assert list((exp / "greedy_search").glob("errs-test-*.txt"))
-    mbs_summary = exp / "modified_beam_search" / f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model.txt"
+    mbs_summary = (exp / "modified_beam_search" /
+                   f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model-blank-penalty-{PENALTY}.txt")
     assert float(mbs_summary.read_text().splitlines()[1].split()[1]) == float(last.split("=")[1])
     # stage 7 printed "<path>\t<transcript>" lines
     assert re.search(r"\.wav\t", proc.stdout)
@@ -107,11 +109,13 @@ def test_synth_recipe_end_to_end(tmp_path):
     wers = {}
     for tag, extra in (("onnx", []), ("onnx-int8", ["--int8"])):
         res = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--model",
-                    str(exp / "exported/onnx"), *extra, "--cuts", "data/fbank/synth_cuts_test.jsonl.gz"], cwd=work)
+                    str(exp / "exported/onnx"), *extra, "--blank-penalty", PENALTY,
+                    "--cuts", "data/fbank/synth_cuts_test.jsonl.gz"], cwd=work)
         assert res.returncode == 0, res.stderr[-2000:]
         wers[tag] = float(re.search(r"%WER = (\d+\.\d+)", res.stdout).group(1))
-        assert (exp / "greedy_search" / f"wer-summary-test-{tag}.txt").exists()
-    greedy_summary = exp / "greedy_search" / f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model.txt"
+        assert (exp / "greedy_search" / f"wer-summary-test-{tag}-blank-penalty-{PENALTY}.txt").exists()
+    greedy_summary = (exp / "greedy_search" /
+                      f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model-blank-penalty-{PENALTY}.txt")
     pytorch_wer = float(greedy_summary.read_text().splitlines()[1].split()[1])
     # the same transcripts up to float rounding of near-ties (tests/test_export_formats.py checks exact equality)
     assert abs(wers["onnx"] - pytorch_wer) <= 1.0, (wers, pytorch_wer)

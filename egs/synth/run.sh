@@ -15,7 +15,7 @@ vocab_size=100
 epoch=""                        # epoch to decode/export (default: the recipe's num_epochs)
 avg=2
 method=modified_beam_search   # the method whose WER stage 8 prints (greedy_search is always decoded too)
-blank_penalty=0
+blank_penalty=0.5             # chosen on the dev voices (docs/benchmarks.md); 0 = off
 num_jobs=2
 force=""
 work_dir=""                     # where data/ and exp/ go (default: this script's directory)
