@@ -20,6 +20,7 @@ Layout written under ``corpus_dir``::
     metadata/<split>.jsonl                one {"id", "speaker", "text", "path"} per line (path relative)
     speakers.json                         every speaker's synthesis settings
     voices/<name>                         the generated voice variants (if any), as espeak-ng variant files
+    espeak-overlay/espeak-ng-data/        espeak-ng's data directory as symlinks + those variants (if any)
     .completed                            JSON of the generation parameters (written last)
 """
 
@@ -408,7 +409,8 @@ def _synthesize_raw(speaker: SynthSpeaker, spoken: str, espeak_path: str = "") -
     from asrkit.data.audio import read_audio
 
     if speaker.engine == "espeak":
-        cmd = ["espeak-ng"] + ([f"--path={espeak_path}"] if espeak_path else []) + ["-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
+        data = [f"--path={espeak_path}"] if espeak_path else []
+        cmd = ["espeak-ng", *data, "-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
                "-g", str(speaker.word_gap), "--stdout", spoken]
         return read_audio(io.BytesIO(_run_tool(cmd)), name=f"espeak-ng output for {spoken!r}")
     with tempfile.TemporaryDirectory(prefix="asrkit-flite-") as tmp:
