@@ -25,6 +25,11 @@ Force = Annotated[bool, typer.Option("--force", help="Redo the work even if its 
 NumJobs = Annotated[int, typer.Option("--num-jobs", "-j", help="Parallel processes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+BlankPenalty = Annotated[
+    float,
+    typer.Option("--blank-penalty", help="Transducer searches: subtracted from the blank logit at every frame (> 0 "
+                                         "trades deletions for insertions; tune it on a dev set)."),
+]
 Recipe = Annotated[Path, typer.Option("--recipe", help="Recipe YAML (model + optimization + data), see recipes/.")]
 FeatureCuts = Annotated[Path, typer.Option("--train-cuts", help="Cuts with features to train on.")]
 Overrides = Annotated[

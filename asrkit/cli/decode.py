@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from asrkit.cli.common import Avg, Device, Epoch, ExpDir, Iter, LangDir, UseAveragedModel
+from asrkit.cli.common import Avg, BlankPenalty, Device, Epoch, ExpDir, Iter, LangDir, UseAveragedModel
 
 
 def decode(
@@ -24,11 +24,7 @@ def decode(
     ] = "greedy_search",
     beam_size: Annotated[int, typer.Option(help="Beam size (beam searches).")] = 4,
     max_sym_per_frame: Annotated[int, typer.Option(help="Greedy search: symbols per frame.")] = 1,
-    blank_penalty: Annotated[
-        float,
-        typer.Option(help="Transducer searches: subtracted from the blank logit at every frame (> 0 trades "
-                          "deletions for insertions; tune it on a dev set). Reports get a blank-penalty-X suffix."),
-    ] = 0.0,
+    blank_penalty: BlankPenalty = 0.0,
     max_duration: Annotated[float, typer.Option(help="Seconds of audio per batch.")] = 300.0,
     device: Device = "cpu",
     timestamps: Annotated[
@@ -42,6 +38,8 @@ def decode(
     int8: Annotated[bool, typer.Option(help="With an ONNX --model: use the int8-quantized files.")] = False,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
+
+    A non-zero --blank-penalty P adds "-blank-penalty-P" to the report names.
 
     Example: asrkit decode --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model
     --method modified_beam_search --cuts data/fbank/synth_cuts_test.jsonl.gz

@@ -134,7 +134,7 @@ if run_stage 7; then
   log "stage 7: transcribe two test files"
   mapfile -t wavs < <(find data/synth -name '*.wav' -path '*test*' | sort | head -n 2)
   [ ${#wavs[@]} -gt 0 ] || mapfile -t wavs < <(find data/synth -name '*.wav' | sort | head -n 2)
-  timed asrkit transcribe --model "$exp_dir/exported/pretrained.pt" "${wavs[@]}"
+  timed asrkit transcribe --model "$exp_dir/exported/pretrained.pt" --blank-penalty "$penalty" "${wavs[@]}"
 fi
 if run_stage 8; then
   summary="$exp_dir/$method/wer-summary-test-$report.txt"
