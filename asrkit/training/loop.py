@@ -274,9 +274,10 @@ class Trainer:
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
             self._train_one_epoch(started)
-            if self._budget_spent(started) and state.batch_in_epoch > 0:
+            spent = self._spent_budget(started)
+            if spent and state.batch_in_epoch > 0:
                 last = self._save(kind="batch")
-                log.info("%s; stopped mid-epoch %d", self._budget_text(), state.epoch)
+                log.info("%s; stopped mid-epoch %d", spent, state.epoch)
                 break
             valid_loss = self._validate()
             if valid_loss is not None and valid_loss < state.best_valid_loss:
@@ -290,8 +291,9 @@ class Trainer:
             state.epoch += 1
             state.batch_in_epoch = 0
             state.epoch_done = False
-            if self._budget_spent(started):
-                log.info("%s after epoch %d", self._budget_text(), state.epoch - 1)
+            spent = self._spent_budget(started)
+            if spent:
+                log.info("%s after epoch %d", spent, state.epoch - 1)
                 break
         if self.writer is not None:
             self.writer.close()
@@ -330,21 +332,15 @@ class Trainer:
                          len(batch.cut_ids), batch.num_frames / 100)
         _restore_rng(rng)
 
-    def _budget_spent(self, started: float) -> bool:
-        """Whether the training budget is used up: ``max_minutes`` of wall time in this process's run (any rank)
-        or ``max_steps`` optimizer steps in total (resumes included)."""
-        cfg = self.cfg
-        if cfg.max_steps > 0 and self.state.batch_idx_train >= cfg.max_steps:
-            return True
-        if cfg.max_minutes <= 0:
-            return False
-        return D.any_rank(time.monotonic() - started > cfg.max_minutes * 60, self.ctx)
-
-    def _budget_text(self) -> str:
+    def _spent_budget(self, started: float) -> str | None:
+        """Which training budget is used up, as a log phrase, or None: ``max_steps`` optimizer steps in total
+        (resumes included), or ``max_minutes`` of wall time in this process's run (any rank)."""
         cfg = self.cfg
         if cfg.max_steps > 0 and self.state.batch_idx_train >= cfg.max_steps:
             return f"step budget of {cfg.max_steps} reached"
-        return f"time budget of {cfg.max_minutes:.1f} min reached"
+        if cfg.max_minutes > 0 and D.any_rank(time.monotonic() - started > cfg.max_minutes * 60, self.ctx):
+            return f"time budget of {cfg.max_minutes:.1f} min reached"
+        return None
 
     def _train_one_epoch(self, started: float) -> None:
         cfg, state, ctx = self.cfg, self.state, self.ctx
@@ -368,7 +364,7 @@ class Trainer:
             if D.any_rank(self._stop_signal is not None, ctx):
                 path = self._save(kind="batch")
                 raise TrainingInterrupted(path)
-            if self._budget_spent(started):
+            if self._spent_budget(started):
                 break
         if progress is not None:
             progress.close()

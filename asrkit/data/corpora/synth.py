@@ -508,13 +508,14 @@ def _generated_variants(params: dict) -> dict[str, str]:
     return {name: random_variant(rng, name) for name in names}
 
 
-def _plan(params: dict) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
-    """Speakers and, per split, the utterances ``{"id", "speaker", "text", "sentence"}`` (deterministic)."""
+def _plan(params: dict, generated_variants: Sequence[str] = ()) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
+    """Speakers and, per split, the utterances ``{"id", "speaker", "text", "sentence"}`` (deterministic).
+    ``generated_variants``: the names from :func:`_generated_variants`."""
     rng = random.Random(params["seed"])
     speakers = _make_speakers(
         rng, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
         params["flite_train_speakers"], params["flite_test_speakers"],
-        generated_variants=tuple(_generated_variants(params)),
+        generated_variants=tuple(generated_variants),
         choice_rng=random.Random(params["seed"] * 7907 + 5),
     )
     main = [s for s in speakers if s.split != "test_flite"]
@@ -679,9 +680,10 @@ def generate_synth(
             shutil.rmtree(corpus_dir / name, ignore_errors=True)
         (corpus_dir / "speakers.json").unlink(missing_ok=True)
 
-    speakers, utts = _plan(params)
+    variants = _generated_variants(params)
+    speakers, utts = _plan(params, tuple(variants))
     by_id = {s.speaker_id: s for s in speakers}
-    espeak_path = _write_generated_variants(corpus_dir, _generated_variants(params))
+    espeak_path = _write_generated_variants(corpus_dir, variants)
     jobs = []
     for split, rows in utts.items():
         for row in rows:
