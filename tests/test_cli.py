@@ -44,6 +44,17 @@ def test_user_error_is_one_line_and_exit_1(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (("decode", "--no-such-option"), "No such option: --no-such-option"),
+    (("decode", "--avg", "two", "--cuts", "x.jsonl.gz"), "Invalid value for '--avg'"),
+])
+def test_usage_error_prints_usage_without_traceback(args, message):
+    proc = _asrkit(*args)
+    assert proc.returncode == 2
+    assert "Usage: " in proc.stderr and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_debug_env_shows_traceback(tmp_path):
     import os
 

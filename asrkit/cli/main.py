@@ -49,17 +49,26 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors are handled by typer; anything else is a bug report
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        _exit_for_cli_exception(exc)
         raise
+
+
+def _exit_for_cli_exception(exc: Exception) -> None:
+    """Exit as click's standalone mode would for a usage error, ``Abort`` or ``Exit``; return for anything else.
+
+    Matched by shape, not by class: typer >= 0.20 raises its vendored ``typer._click`` exceptions, which are not
+    ``click``'s, and older typer raises ``click``'s own.
+    """
+    if type(exc).__name__ == "Abort":
+        sys.exit(1)
+    exit_code = getattr(exc, "exit_code", None)
+    if not isinstance(exit_code, int):
+        return
+    show = getattr(exc, "show", None)
+    if callable(show):  # ClickException / UsageError: the usage line and the message, no traceback
+        show()
+    sys.exit(exit_code)
 
 
 def _one_line(message: str) -> str:
