@@ -32,6 +32,9 @@ class OptimConfig:
     lr_batches: float = 7500.0  # Eden's B
     lr_epochs: float = 3.5  # Eden's E
     warmup_batches: int = 500
+    # > 0 (needs max_steps or max_minutes): over this last fraction of the training budget the learning rate falls
+    # linearly to 0, on top of the schedule (a budget-aware cool-down)
+    cooldown_fraction: float = 0.0
 
 
 @dataclass

@@ -11,7 +11,7 @@ from torch import nn
 from asrkit.errors import ConfigError
 from asrkit.training.checkpoint import load_checkpoint, save_checkpoint
 from asrkit.training.optim import ScaledAdam
-from asrkit.training.schedulers import Eden, WarmupInverseSqrt, build_scheduler
+from asrkit.training.schedulers import Eden, WarmupInverseSqrt, build_scheduler, cooldown_factor
 
 
 def _opt(lr: float = 0.045, second_group_lr: float | None = None) -> torch.optim.Optimizer:
@@ -140,3 +140,25 @@ def test_build_scheduler():
         build_scheduler("eden", _opt(), lr_batches=0)
     with pytest.raises(ConfigError, match="warmup_start"):
         build_scheduler("warmup_inverse_sqrt", _opt(), warmup_start=1.5)
+
+
+def test_cooldown_factor_is_linear_over_the_last_fraction_of_the_budget():
+    assert [cooldown_factor(u, 0.2) for u in (0.0, 0.5, 0.8)] == pytest.approx([1.0, 1.0, 1.0])
+    assert cooldown_factor(0.9, 0.2) == pytest.approx(0.5)
+    assert cooldown_factor(0.95, 0.2) == pytest.approx(0.25)
+    assert cooldown_factor(1.0, 0.2) == 0.0 and cooldown_factor(1.3, 0.2) == 0.0
+    assert cooldown_factor(0.99, 0.0) == 1.0  # disabled
+    assert cooldown_factor(0.25, 1.0) == pytest.approx(0.75)  # the whole budget
+    with pytest.raises(ValueError, match="cooldown_fraction"):
+        cooldown_factor(0.5, 1.5)
+
+
+def test_budget_factor_multiplies_the_schedule_and_is_not_checkpointed():
+    s = Eden(_opt(0.045), lr_batches=100, lr_epochs=2, warmup_batches=0)
+    s.step_batch(50)
+    scheduled = s.get_last_lr()[0]
+    s.set_budget_factor(0.25)
+    assert s.get_last_lr()[0] == pytest.approx(0.25 * scheduled)
+    s.step_batch(60)
+    assert s.get_last_lr()[0] == pytest.approx(0.25 * s.lr_factor() * 0.045)
+    assert "budget_factor" not in s.state_dict()

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from asrkit.config import TrainConfig, save_yaml
+from asrkit.errors import ConfigError
 from asrkit.data.fbank import compute_fbank_for_splits
 from asrkit.data.prepare_lang import prepare_tokenizer
 from asrkit.models.config import ConformerLiteConfig, EncoderConfig, JoinerConfig, ModelConfig, PredictorConfig
@@ -101,6 +102,33 @@ def test_step_budget_stops_mid_epoch_with_a_checkpoint_and_counts_resumed_steps(
     resumed = TrainJob(exp_dir=exp, train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
                        progress=False, tensorboard=False, resume=True)
     assert train(resumed, tiny_config(num_epochs=50, max_steps=5)) == exp / "checkpoint-5.pt"
+
+
+def test_cooldown_fraction_lowers_the_lr_over_the_end_of_the_budget(prepared, tmp_path):
+    from asrkit.training import distributed as D
+    from asrkit.training.loop import TrainJob, Trainer
+
+    job = TrainJob(exp_dir=tmp_path / "exp", train_cuts=prepared["train"], lang_dir=prepared["lang"], device="cpu",
+                   progress=False, tensorboard=False)
+    cfg = tiny_config(max_steps=10, **{"optim.cooldown_fraction": 0.4})
+    trainer = Trainer(job, cfg, D.DistContext())
+    started = time.monotonic()
+    lrs = []
+    for step in (2, 6, 8, 9, 10):
+        trainer.state.batch_idx_train = step
+        trainer.scheduler.step_batch(step)
+        spent = trainer._spent_budget(started)
+        lrs.append(trainer.scheduler.get_last_lr()[0] / (cfg.optim.base_lr * trainer.scheduler.lr_factor()))
+        assert (spent is not None) == (step == 10)
+    assert lrs == pytest.approx([1.0, 1.0, 0.5, 0.25, 0.0])
+
+    # A time budget cools down the same way; without any budget the setting is an error.
+    trainer.cfg = tiny_config(max_minutes=1.0, **{"optim.cooldown_fraction": 0.5})
+    trainer.state.batch_idx_train = 3
+    trainer._spent_budget(time.monotonic() - 45.0)  # 3/4 of the minute used
+    assert trainer.scheduler.budget_factor == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ConfigError, match="cooldown_fraction"):
+        Trainer(job, tiny_config(**{"optim.cooldown_fraction": 0.3}), D.DistContext())
 
 
 def test_resume_after_sigkill_gives_identical_parameters(prepared, tmp_path):

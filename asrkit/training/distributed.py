@@ -77,6 +77,15 @@ def all_reduce_sum(values: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     return values
 
 
+def max_over_ranks(value: float, ctx: DistContext) -> float:
+    """The largest ``value`` of all ranks (``value`` itself in a single process)."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True if ``flag`` is set on any rank (used to stop all ranks together)."""
     if not ctx.distributed:

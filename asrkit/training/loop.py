@@ -39,6 +39,7 @@ from asrkit.data.tokenizer import Tokenizer
 from asrkit.errors import AsrkitError, ConfigError, DataError
 from asrkit.models import set_batch_count
 from asrkit.training import distributed as D
+from asrkit.training.schedulers import cooldown_factor
 from asrkit.training.state import TrainState
 from asrkit.utils.dataclass_io import to_dict
 from asrkit.utils.logging import setup_logging
@@ -136,6 +137,11 @@ class Trainer:
             raise ConfigError("use_fp16 and use_bf16 are mutually exclusive: choose one")
         if cfg.loss.ctc_loss_scale > 0 and not cfg.model.ctc_head:
             raise ConfigError("loss.ctc_loss_scale > 0 needs model.ctc_head: true")
+        if not 0.0 <= cfg.optim.cooldown_fraction <= 1.0:
+            raise ConfigError(f"optim.cooldown_fraction must be in [0, 1], got {cfg.optim.cooldown_fraction}")
+        if cfg.optim.cooldown_fraction > 0 and cfg.max_steps <= 0 and cfg.max_minutes <= 0:
+            raise ConfigError("optim.cooldown_fraction > 0 cools down over a training budget, but there is none",
+                              hint="set max_steps or max_minutes (e.g. --set max_minutes=20)")
         _seed_everything(cfg.seed)
         self.tokenizer = Tokenizer.load(job.lang_dir)
         cfg.model.vocab_size = self.tokenizer.vocab_size
@@ -271,6 +277,7 @@ class Trainer:
         if run_preflight and state.batch_idx_train == 0:
             self._preflight()
         _restore_rng(self._pending_rng)
+        self._spent_budget(started)  # a resumed step-capped run may already be in its cool-down
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
             self._train_one_epoch(started)
@@ -332,15 +339,27 @@ class Trainer:
                          len(batch.cut_ids), batch.num_frames / 100)
         _restore_rng(rng)
 
-    def _spent_budget(self, started: float) -> str | None:
-        """Which training budget is used up, as a log phrase, or None: ``max_steps`` optimizer steps in total
-        (resumes included), or ``max_minutes`` of wall time in this process's run (any rank)."""
+    def _budget_used(self, started: float) -> tuple[float, str]:
+        """The used fraction of the training budget (1.0: all of it; 0.0 without a budget) and the name of the
+        budget that fraction is of. Two budgets: ``max_steps`` optimizer steps in total (resumes included) and
+        ``max_minutes`` of wall time in this process's run (the slowest rank's, so all ranks agree)."""
         cfg = self.cfg
-        if cfg.max_steps > 0 and self.state.batch_idx_train >= cfg.max_steps:
-            return f"step budget of {cfg.max_steps} reached"
-        if cfg.max_minutes > 0 and D.any_rank(time.monotonic() - started > cfg.max_minutes * 60, self.ctx):
-            return f"time budget of {cfg.max_minutes:.1f} min reached"
-        return None
+        used, which = 0.0, ""
+        if cfg.max_steps > 0:
+            used, which = self.state.batch_idx_train / cfg.max_steps, f"step budget of {cfg.max_steps}"
+        if cfg.max_minutes > 0:
+            minutes = D.max_over_ranks(time.monotonic() - started, self.ctx) / 60.0
+            if minutes / cfg.max_minutes > used:
+                used, which = minutes / cfg.max_minutes, f"time budget of {cfg.max_minutes:.1f} min"
+        return used, which
+
+    def _spent_budget(self, started: float) -> str | None:
+        """Which training budget is used up, as a log phrase, or None. Also sets the learning rate's budget
+        cool-down (``optim.cooldown_fraction``) for the next step."""
+        used, which = self._budget_used(started)
+        if self.cfg.optim.cooldown_fraction > 0:
+            self.scheduler.set_budget_factor(cooldown_factor(used, self.cfg.optim.cooldown_fraction))
+        return f"{which} reached" if used >= 1.0 else None
 
     def _train_one_epoch(self, started: float) -> None:
         cfg, state, ctx = self.cfg, self.state, self.ctx

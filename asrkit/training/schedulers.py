@@ -29,7 +29,7 @@ from torch.optim import Optimizer
 
 from asrkit.errors import ConfigError
 
-__all__ = ["LRScheduler", "Eden", "WarmupInverseSqrt", "build_scheduler", "SCHEDULERS"]
+__all__ = ["LRScheduler", "Eden", "WarmupInverseSqrt", "build_scheduler", "cooldown_factor", "SCHEDULERS"]
 
 SCHEDULERS = ("eden", "warmup_inverse_sqrt")
 
@@ -53,6 +53,7 @@ class LRScheduler:
         self.base_lrs: list[float] = [float(g["initial_lr"]) for g in optimizer.param_groups]
         self.batch: float = 0
         self.epoch: float = 0
+        self.budget_factor: float = 1.0
         self._apply()
 
     def lr_factor(self) -> float:
@@ -67,6 +68,12 @@ class LRScheduler:
     def step_epoch(self, epoch: float | None = None) -> None:
         """Set the number of completed epochs (or increment it when None) and update the lrs."""
         self.epoch = self.epoch + 1 if epoch is None else epoch
+        self._apply()
+
+    def set_budget_factor(self, factor: float) -> None:
+        """Multiply the schedule by ``factor`` (e.g. :func:`cooldown_factor` of the used training budget) from now
+        on. Not part of :meth:`state_dict`: the trainer recomputes it from the budget."""
+        self.budget_factor = factor
         self._apply()
 
     def get_last_lr(self) -> list[float]:
@@ -99,7 +106,7 @@ class LRScheduler:
         self._apply()
 
     def _apply(self) -> None:
-        factor = self.lr_factor()
+        factor = self.lr_factor() * self.budget_factor
         for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base_lr * factor
 
@@ -185,6 +192,20 @@ class WarmupInverseSqrt(LRScheduler):
         if b < self.warmup_batches:
             return self.warmup_start + (1.0 - self.warmup_start) * b / self.warmup_batches
         return math.sqrt(self.warmup_batches / b)
+
+
+def cooldown_factor(budget_used: float, cooldown_fraction: float) -> float:
+    """Learning-rate multiplier of a linear cool-down over the last ``cooldown_fraction`` of a training budget.
+
+    1 until ``1 - cooldown_fraction`` of the budget is used, then linearly down to 0 when all of it is used
+    (``budget_used`` >= 1). A schedule that reaches a small learning rate exactly when a time- or step-capped run
+    ends gives a better final model than one cut off at a high rate. ``cooldown_fraction`` 0 disables it.
+    """
+    if not 0.0 <= cooldown_fraction <= 1.0:
+        raise ValueError(f"cooldown_fraction must be in [0, 1], got {cooldown_fraction}")
+    if cooldown_fraction == 0.0:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - budget_used) / cooldown_fraction))
 
 
 def build_scheduler(
