@@ -158,3 +158,19 @@ def test_generated_voices_change_only_the_chosen_training_speakers(corpus: Path,
     assert new_wavs.keys() == old_wavs.keys() and all(new_wavs[k] != old_wavs[k] for k in new_wavs)
     with pytest.raises(DataError, match="generated_voice_speakers"):
         generate_synth(tmp_path / "bad", **{**TINY, "generated_voice_speakers": 5})
+
+
+def test_dev_and_test_do_not_depend_on_the_training_speakers(corpus: Path, tmp_path: Path) -> None:
+    d = generate_synth(tmp_path / "more", **{**TINY, "train_speakers": 7})
+    base = {s["speaker_id"]: s for s in json.loads((corpus / "speakers.json").read_text())}
+    info = {s["speaker_id"]: s for s in json.loads((d / "speakers.json").read_text())}
+    assert sum(s["split"] == "train" for s in info.values()) == 7
+    for split in ("dev", "test"):
+        assert {k: v for k, v in info.items() if v["split"] == split} == \
+               {k: v for k, v in base.items() if v["split"] == split}
+        assert (d / "metadata" / f"{split}.jsonl").read_text() == (corpus / "metadata" / f"{split}.jsonl").read_text()
+        assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
+    # The training hours are the same, shared by more speakers: about as many utterances, fewer per speaker.
+    n_base = len((corpus / "metadata" / "train.jsonl").read_text().splitlines())
+    n_more = len((d / "metadata" / "train.jsonl").read_text().splitlines())
+    assert abs(n_more - n_base) <= 0.25 * n_base

@@ -33,8 +33,9 @@ def synth(
     hours: Annotated[float, typer.Option(help="Total hours of audio (train+dev+test).")] = 2.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed -> same corpus).")] = 0,
     sentences: Annotated[bool, typer.Option(help="Also generate short English sentences.")] = False,
-    train_speakers: Annotated[int, typer.Option(help="Training speakers (voice x variant x rate x pitch); the "
-                                                     "hours are shared among all speakers.")] = 100,
+    train_speakers: Annotated[int, typer.Option(
+        help="Training speakers (voice x variant x rate x pitch); they share the training hours equally (dev and "
+             "test do not change with it).")] = 100,
     generated_voices: Annotated[int, typer.Option(
         help="How many training speakers use a randomly generated espeak-ng voice variant (random vocal-tract "
              "length, formants, pitch, voice quality) instead of one of espeak-ng's; dev/test are unchanged.")] = 0,

@@ -12,7 +12,8 @@ use randomly generated voice variants (:mod:`asrkit.data.corpora.espeak_voices`:
 pitch and voice quality) instead of espeak-ng's own, for more vocal tracts than espeak-ng ships.
 
 Everything (texts, speakers, file names, noise) is a deterministic function of the parameters and ``seed``,
-independent of ``num_jobs``.
+independent of ``num_jobs``. Each split draws from its own random streams and holds a fixed share of the hours, so
+dev and test are the same whatever the number of training speakers (or generated voices).
 
 Layout written under ``corpus_dir``::
 
@@ -58,7 +59,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: per-split random streams and fixed dev/test shares of the hours
+# dev and test each hold this share of the corpus's hours, whatever the number of training speakers
+EVAL_SHARE = 0.07
 SYNTH_SPLITS = ("train", "dev", "test", "test_flite")
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -324,48 +327,51 @@ def _run_tool(cmd: Sequence[str]) -> bytes:
     return proc.stdout
 
 
+def _split_rng(seed: int, split: str, purpose: str) -> random.Random:
+    """An independent random stream per (seed, split, purpose): what one split draws never shifts another's."""
+    return random.Random(f"asrkit-synth/{seed}/{split}/{purpose}")
+
+
 def _make_speakers(
-    rng: random.Random,
+    seed: int,
     train_speakers: int,
     dev_speakers: int,
     test_speakers: int,
     flite_train_speakers: int,
     flite_test_speakers: int,
     generated_variants: Sequence[str] = (),
-    choice_rng: random.Random | None = None,
 ) -> list[SynthSpeaker]:
-    """All speakers, drawn from ``rng``. The ``len(generated_variants)`` training speakers drawn by ``choice_rng`` get
-    those variants instead of espeak-ng's; the draws from ``rng`` do not depend on it, so dev and test
-    speakers and all texts are the same with or without generated variants."""
+    """All speakers. Each split draws its speakers from its own random stream, so the dev and test speakers depend
+    only on ``seed`` and their own counts, not on how many training speakers there are. The
+    ``len(generated_variants)`` training speakers chosen by another stream get those variants instead of
+    espeak-ng's; every other draw is the same with or without them."""
     accents = _espeak_accents()
     variants = [v for v in _espeak_variants() if v not in ESPEAK_EXCLUDED_VARIANTS]
     if len(variants) < 3:
         raise DataError(f"espeak-ng has only {len(variants)} usable voice variants; at least 3 are needed")
-    rng.shuffle(variants)
+    random.Random(seed).shuffle(variants)
     # Held-out variants: dev and test each get their own pool, never used for training.
     n_test = max(1, min(test_speakers, len(variants) // 6)) if test_speakers else 0
     n_dev = max(1, min(dev_speakers, len(variants) // 8)) if dev_speakers else 0
     pools = {"test": variants[:n_test], "dev": variants[n_test:n_test + n_dev], "train": variants[n_test + n_dev:]}
 
     speakers: list[SynthSpeaker] = []
-
-    def espeak_speaker(sid: str, split: str, variant: str) -> SynthSpeaker:
-        return SynthSpeaker(
-            speaker_id=sid, split=split, engine="espeak", voice=f"{rng.choice(accents)}+{variant}",
-            rate=rng.randint(135, 205), pitch=rng.randint(25, 75), word_gap=rng.choice((0, 0, 1, 2)),
-            gain=round(rng.uniform(0.35, 1.0), 3), noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
-        )
-
     for split, prefix, count in (("train", "tr", train_speakers), ("dev", "dv", dev_speakers),
                                  ("test", "ts", test_speakers)):
+        rng = _split_rng(seed, split, "speakers")
         width = max(2, len(str(count)))
         pool = pools[split]
         for i in range(count):
             # Cycle through the pool so every variant is used before one repeats.
-            speakers.append(espeak_speaker(f"{prefix}{i + 1:0{width}d}", split, pool[i % len(pool)]))
+            speakers.append(SynthSpeaker(
+                speaker_id=f"{prefix}{i + 1:0{width}d}", split=split, engine="espeak",
+                voice=f"{rng.choice(accents)}+{pool[i % len(pool)]}",
+                rate=rng.randint(135, 205), pitch=rng.randint(25, 75), word_gap=rng.choice((0, 0, 1, 2)),
+                gain=round(rng.uniform(0.35, 1.0), 3), noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
+            ))
     if generated_variants:
         train = [i for i, s in enumerate(speakers) if s.split == "train"]
-        chosen = (choice_rng or random.Random(0)).sample(train, len(generated_variants))
+        chosen = _split_rng(seed, "train", "generated-voices").sample(train, len(generated_variants))
         for i, variant in zip(sorted(chosen), generated_variants):
             accent = speakers[i].voice.split("+", 1)[0]
             speakers[i] = replace(speakers[i], voice=f"{accent}+{variant}")
@@ -377,6 +383,7 @@ def _make_speakers(
         if count and not usable:
             raise DataError(f"flite has none of the voices {voices} (it lists {list(flite)})",
                             hint="sudo apt-get install flite")
+        rng = _split_rng(seed, split, "flite-speakers")
         for i in range(count):
             voice = usable[i % len(usable)]
             # Pitch is only moved for the male kal voices, whose defaults (~100 Hz) we know.
@@ -508,53 +515,77 @@ def _generated_variants(params: dict) -> dict[str, str]:
     return {name: random_variant(rng, name) for name in names}
 
 
+def _split_hours(params: dict) -> dict[str, float]:
+    """Target hours per split: dev and test hold ``EVAL_SHARE`` of ``hours`` each (when they have speakers);
+    train gets the rest."""
+    eval_hours = params["hours"] * EVAL_SHARE
+    hours = {"dev": eval_hours if params["dev_speakers"] else 0.0,
+             "test": eval_hours if params["test_speakers"] else 0.0}
+    hours["train"] = params["hours"] - hours["dev"] - hours["test"]
+    return hours
+
+
 def _plan(params: dict, generated_variants: Sequence[str] = ()) -> tuple[list[SynthSpeaker], dict[str, list[dict]]]:
     """Speakers and, per split, the utterances ``{"id", "speaker", "text", "sentence"}`` (deterministic).
-    ``generated_variants``: the names from :func:`_generated_variants`."""
-    rng = random.Random(params["seed"])
+    ``generated_variants``: the names from :func:`_generated_variants`.
+
+    Each split draws its texts from its own random stream until the estimated speech reaches its share of the
+    hours (:func:`_split_hours`; at least one utterance per speaker) and deals them out equally among its
+    speakers, so dev and test are the same whatever the training speakers are. ``test_flite`` speakers get as
+    many utterances each as the test speakers (extra to the hours)."""
+    seed = params["seed"]
     speakers = _make_speakers(
-        rng, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
+        seed, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
         params["flite_train_speakers"], params["flite_test_speakers"],
         generated_variants=tuple(generated_variants),
-        choice_rng=random.Random(params["seed"] * 7907 + 5),
     )
-    main = [s for s in speakers if s.split != "test_flite"]
-    extra = [s for s in speakers if s.split == "test_flite"]
-    text_rng = random.Random(params["seed"] * 7919 + 1)
-    target = params["hours"] * 3600.0
-    # Durations scale with 1/rate: average that, not the rate.
-    mean_factor = len(main) / sum(1.0 / s.rate_factor() for s in main)
+    by_split: dict[str, list[SynthSpeaker]] = {}
+    for spk in speakers:
+        by_split.setdefault(spk.split, []).append(spk)
 
-    def draw() -> tuple[str, bool]:
+    def draw(text_rng: random.Random) -> tuple[str, bool]:
         if params["sentences"] and text_rng.random() < 0.35:
             return make_sentence(text_rng), True
         return make_an4_text(text_rng), False
 
-    texts: list[tuple[str, bool]] = []
-    total = 0.0
-    while total < target or len(texts) < len(main):
-        t = draw()
-        texts.append(t)
-        total += _estimate_seconds(t[0], mean_factor, t[1])
-    per_speaker = max(1, math.ceil(len(texts) / len(main)))
-    # Each speaker gets an equal share (differing by at most one), in a seeded random order.
-    owners = [main[i % len(main)] for i in range(len(texts))]
-    rng.shuffle(owners)
-    for s in extra:
-        for _ in range(per_speaker):
-            texts.append(draw())
-            owners.append(s)
-
-    counters: dict[str, int] = {}
     utts: dict[str, list[dict]] = {}
-    for (text, is_sentence), spk in zip(texts, owners):
-        k = counters.get(spk.speaker_id, 0) + 1
-        counters[spk.speaker_id] = k
-        utts.setdefault(spk.split, []).append(
-            {"id": f"{spk.speaker_id}-{k:04d}", "speaker": spk.speaker_id, "text": text, "sentence": is_sentence})
-    for split in utts:
-        utts[split].sort(key=lambda u: u["id"])
+    per_speaker: dict[str, int] = {}
+    for split, target_hours in _split_hours(params).items():
+        members = by_split.get(split, [])
+        if not members:
+            continue
+        text_rng = _split_rng(seed, split, "texts")
+        # Durations scale with 1/rate: average that, not the rate.
+        mean_factor = len(members) / sum(1.0 / s.rate_factor() for s in members)
+        texts: list[tuple[str, bool]] = []
+        total = 0.0
+        while total < target_hours * 3600.0 or len(texts) < len(members):
+            texts.append(draw(text_rng))
+            total += _estimate_seconds(texts[-1][0], mean_factor, texts[-1][1])
+        per_speaker[split] = math.ceil(len(texts) / len(members))
+        # Each speaker gets an equal share (differing by at most one), in a seeded random order.
+        owners = [members[i % len(members)] for i in range(len(texts))]
+        _split_rng(seed, split, "owners").shuffle(owners)
+        utts[split] = _numbered(texts, owners)
+    if by_split.get("test_flite"):
+        members = by_split["test_flite"]
+        text_rng = _split_rng(seed, "test_flite", "texts")
+        count = per_speaker.get("test", per_speaker.get("train", 1))
+        owners = [spk for spk in members for _ in range(count)]
+        utts["test_flite"] = _numbered([draw(text_rng) for _ in owners], owners)
     return speakers, utts
+
+
+def _numbered(texts: Sequence[tuple[str, bool]], owners: Sequence[SynthSpeaker]) -> list[dict]:
+    """Utterance rows for ``texts`` spoken by ``owners`` (pairwise), ids ``<speaker>-<k>`` numbered per speaker."""
+    counters: dict[str, int] = {}
+    rows = []
+    for (text, is_sentence), spk in zip(texts, owners):
+        k = counters[spk.speaker_id] = counters.get(spk.speaker_id, 0) + 1
+        rows.append({"id": f"{spk.speaker_id}-{k:04d}", "speaker": spk.speaker_id, "text": text,
+                     "sentence": is_sentence})
+    rows.sort(key=lambda u: u["id"])
+    return rows
 
 
 def _write_generated_variants(corpus_dir: Path, variants: dict[str, str]) -> str:
@@ -592,8 +623,9 @@ def generate_synth(
     """Synthesize the corpus into ``corpus_dir`` (see the module docstring for the layout).
 
     ``hours`` is the approximate total over train+dev+test (utterances are drawn until an estimate of their speech
-    duration reaches it; the real total is reported in the log) and is shared equally among all speakers, so dev
-    and test hold about ``dev_speakers / (train+dev+test speakers)`` of it each. ``eval_engine="flite"`` adds a
+    duration reaches it; the real total is reported in the log): dev and test hold ``EVAL_SHARE`` (7 %) of it
+    each, train the rest, and within a split the speakers share equally. Each split has its own random streams,
+    so dev and test stay the same when the training speakers change. ``eval_engine="flite"`` adds a
     ``test_flite`` split: ``test_speakers`` speakers on flite's slt/rms/awb voices, with as many utterances per
     speaker as the other splits (extra to ``hours``).
 
