@@ -349,6 +349,7 @@ def _make_speakers(
     variants = [v for v in _espeak_variants() if v not in ESPEAK_EXCLUDED_VARIANTS]
     if len(variants) < 3:
         raise DataError(f"espeak-ng has only {len(variants)} usable voice variants; at least 3 are needed")
+    # (the shuffle generator 1 made, so versions 1 and 2 hold out the same dev and test variants)
     random.Random(seed).shuffle(variants)
     # Held-out variants: dev and test each get their own pool, never used for training.
     n_test = max(1, min(test_speakers, len(variants) // 6)) if test_speakers else 0
