@@ -31,10 +31,13 @@ def decode_test_sets(
     progress: bool = True,
     timestamps: bool = False,
     int8: bool = False,
+    lm: Path | None = None,
+    lm_scale: float = 0.3,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}. A non-zero ``blank_penalty`` search option
-    appends ``-blank-penalty-<value>`` to ``<selection>``.
+    appends ``-blank-penalty-<value>`` to ``<selection>``; an ``lm`` (ARPA token n-gram model, for shallow fusion in
+    modified beam search) appends ``-<lm file stem>-scale-<lm_scale>``.
 
     With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
     ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
@@ -59,8 +62,17 @@ def decode_test_sets(
         tokenizer = Tokenizer.load(lang_dir)
         model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
         tag = selection.suffix
-    if (search_opts or {}).get("blank_penalty"):
+    search_opts = dict(search_opts or {})
+    if search_opts.get("blank_penalty"):
         tag += f"-blank-penalty-{search_opts['blank_penalty']:g}"
+    if lm is not None:
+        from asrkit.lm import NgramLM, TokenLMScorer
+
+        scorer = TokenLMScorer(NgramLM.read_arpa(lm), tokenizer.symbols, tokenizer.blank_id)
+        log.info("LM %s: order %d, %d of %d tokens listed, scale %g", lm, scorer.lm.order, scorer.covered,
+                 len(scorer.symbols), lm_scale)
+        search_opts.update(lm=scorer, lm_scale=lm_scale)
+        tag += f"-{_stem(lm)}-scale-{lm_scale:g}"
     out_dir = Path(exp_dir) / method
     wers = {}
     data_cfg = DataConfig(max_duration=max_duration, shuffle=False)
@@ -70,13 +82,21 @@ def decode_test_sets(
         loader = make_loader(AsrDataset(tokenizer), make_sampler(cuts, data_cfg, train=False, seed=0))
         stamps: dict | None = {} if timestamps else None
         results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
-                              **(search_opts or {}))
+                              **search_opts)
         key = f"{name}-{tag}"
         if stamps is not None:
             _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)
         wers[name] = save_results(out_dir, key, results, setting=f"{method}-{tag}")
         log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
     return wers
+
+
+def _stem(path: Path) -> str:
+    """``data/lang/lm-3gram.arpa.gz`` -> ``lm-3gram``."""
+    name = Path(path).name
+    for ext in (".gz", ".arpa"):
+        name = name.removesuffix(ext)
+    return name
 
 
 def _write_timestamps(path: Path, stamps: dict) -> None:

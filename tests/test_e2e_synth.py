@@ -98,6 +98,25 @@ def test_synth_recipe_end_to_end(tmp_path):
     wer = float(re.search(r"%WER = (\d+\.\d+)", decode.stdout).group(1))
     assert wer < TRAIN_WER_THRESHOLD, f"training-set WER {wer}% is not below {TRAIN_WER_THRESHOLD}%"
 
+    # a token 3-gram from the training transcripts, fused into modified beam search
+    lm = _run([sys.executable, "-m", "asrkit.cli.main", "prepare", "lm", "--cuts", "data/fbank/synth_cuts_train.jsonl.gz",
+               "--lang-dir", "data/lang", "--order", "3", "--dev-cuts", "data/fbank/synth_cuts_dev.jsonl.gz"], cwd=work)
+    assert lm.returncode == 0 and (work / "data/lang/lm-3gram.arpa").is_file(), lm.stderr[-2000:]
+    assert "perplexity on data/fbank/synth_cuts_dev.jsonl.gz" in (work / "data/lang/log/lm.log").read_text()
+    fused = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--epoch", str(EPOCHS),
+                  "--avg", "2", "--use-averaged-model", "--lang-dir", "data/lang", "--method", "modified_beam_search",
+                  "--lm", "data/lang/lm-3gram.arpa", "--lm-scale", "0.2",
+                  "--cuts", "data/fbank/synth_cuts_train.jsonl.gz"], cwd=work)
+    assert fused.returncode == 0, fused.stderr[-3000:]
+    fused_wer = float(re.search(r"%WER = (\d+\.\d+)", fused.stdout).group(1))
+    assert fused_wer < TRAIN_WER_THRESHOLD
+    assert (exp / "modified_beam_search" /
+            f"wer-summary-train-epoch-{EPOCHS}-avg-2-use-averaged-model-lm-3gram-scale-0.2.txt").is_file()
+    greedy_lm = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny", "--epoch", str(EPOCHS),
+                      "--lang-dir", "data/lang", "--lm", "data/lang/lm-3gram.arpa",
+                      "--cuts", "data/fbank/synth_cuts_train.jsonl.gz"], cwd=work)
+    assert greedy_lm.returncode == 1 and "does not accept option(s) lm" in greedy_lm.stderr, greedy_lm.stderr[-2000:]
+
     # re-running finished stages skips them quickly and gives the same WER line
     again = _run(["bash", str(REPO / "egs/synth/run.sh"), "--work-dir", str(work), "--hours", HOURS,
                   "--recipe", str(recipe), "--exp-dir", "exp/tiny", "--vocab-size", "60", "--avg", "2",

@@ -36,10 +36,17 @@ def decode(
                           "--epoch/--iter checkpoints; reports still go under --exp-dir."),
     ] = None,
     int8: Annotated[bool, typer.Option(help="With an ONNX --model: use the int8-quantized files.")] = False,
+    lm: Annotated[
+        Optional[Path],
+        typer.Option(help="modified_beam_search: shallow fusion with this token n-gram LM (ARPA, from "
+                          "`asrkit prepare lm`)."),
+    ] = None,
+    lm_scale: Annotated[float, typer.Option(help="Weight of the --lm log-probabilities (tune it on a dev set).")] = 0.3,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
 
-    A non-zero --blank-penalty P adds "-blank-penalty-P" to the report names.
+    A non-zero --blank-penalty P adds "-blank-penalty-P" to the report names, --lm data/lang/lm-3gram.arpa
+    "-lm-3gram-scale-S".
 
     Example: asrkit decode --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model
     --method modified_beam_search --cuts data/fbank/synth_cuts_test.jsonl.gz
@@ -58,6 +65,6 @@ def decode(
         opts["blank_penalty"] = blank_penalty
     selection = model if model is not None else Selection(epoch, iter, avg, use_averaged_model)
     wers = decode_test_sets(exp_dir, selection, cuts, lang_dir, method, opts, max_duration, device,
-                            timestamps=timestamps, int8=int8)
+                            timestamps=timestamps, int8=int8, lm=lm, lm_scale=lm_scale)
     for name, wer in wers.items():
         typer.echo(f"{name} {method}: %WER = {wer:.2f}")

@@ -1,4 +1,4 @@
-"""``asrkit prepare``: corpora, manifests, fbank features, tokenizer, Lhotse Shar."""
+"""``asrkit prepare``: corpora, manifests, fbank features, tokenizer, token n-gram LM, Lhotse Shar."""
 
 from __future__ import annotations
 
@@ -166,6 +166,28 @@ def tokenizer(
 
     setup_logging(lang_dir / "log" / "tokenizer.log", verbose=verbose)
     prepare_tokenizer(cuts, lang_dir, vocab_size, model_type, force)
+
+
+@app.command("lm")
+def lm(
+    cuts: Annotated[Path, typer.Option(help="Training cuts whose transcripts train the language model.")],
+    lang_dir: LangDir = Path("data/lang"),
+    order: Annotated[int, typer.Option(min=1, help="n-gram order (over tokenizer pieces).")] = 3,
+    dev_cuts: Annotated[Optional[Path], typer.Option(help="Also report the perplexity on these cuts.")] = None,
+    force: Force = False,
+    verbose: Verbose = False,
+) -> None:
+    """Estimate a Kneser-Ney token n-gram LM (lm-<order>gram.arpa in --lang-dir) for `asrkit decode --lm`.
+
+    Needs the tokenizer (bpe.model) in --lang-dir.
+
+    Example: asrkit prepare lm --cuts data/fbank/synth_cuts_train.jsonl.gz --lang-dir data/lang --order 3
+    """
+    from asrkit.data.prepare_lang import prepare_lm
+
+    setup_logging(lang_dir / "log" / "lm.log", verbose=verbose)
+    path = prepare_lm(cuts, lang_dir, order, dev_cuts, force)
+    typer.echo(str(path))
 
 
 @app.command("shar")

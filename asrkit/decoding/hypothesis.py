@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -64,14 +65,16 @@ class HypothesisList:
     def remove(self, hyp: Hypothesis) -> None:
         del self._data[hyp.key]
 
-    def best(self, length_norm: bool = False) -> Hypothesis:
+    def best(self, length_norm: bool = False, bonus: Callable[[Hypothesis], float] | None = None) -> Hypothesis:
         """The most probable hypothesis. With ``length_norm`` the score is divided by
         ``len(ys)``, the initial predictor context included, to offset the bias towards short
         outputs; icefall and sherpa-onnx normalise the same way, so the three pick the same
-        hypothesis from the same beam."""
+        hypothesis from the same beam. ``bonus(h)`` is added to a hypothesis's log-probability
+        before normalising (e.g. a language model's end-of-sentence score)."""
 
         def score(h: Hypothesis) -> float:
-            return h.log_prob / len(h.ys) if length_norm else h.log_prob
+            total = h.log_prob + (bonus(h) if bonus is not None else 0.0)
+            return total / len(h.ys) if length_norm else total
 
         return max(self._data.values(), key=score)
 

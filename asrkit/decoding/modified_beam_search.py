@@ -11,12 +11,15 @@ Shape legend: B utterances, T encoder frames, J joiner dim, V vocabulary, N hypo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from asrkit.decoding.context import history_key, initial_context, predictor_outputs, strip_context
 from asrkit.decoding.hypothesis import Hypothesis, HypothesisList, SearchOutput
+
+if TYPE_CHECKING:
+    from asrkit.lm import TokenLMScorer
 
 
 class PredictorCache:
@@ -48,6 +51,8 @@ def modified_beam_search(
     blank_penalty: float = 0.0,
     unk_id: int | None = None,
     return_timestamps: bool = False,
+    lm: "TokenLMScorer | None" = None,
+    lm_scale: float = 0.3,
 ) -> list[list[int]] | SearchOutput:
     """Modified beam search over a batch of utterances.
 
@@ -59,6 +64,9 @@ def modified_beam_search(
         blank_penalty: subtracted from the blank logit before the log-softmax.
         unk_id: if given, this token is treated like blank (the hypothesis is not extended).
         return_timestamps: also return per-token encoder frame indices.
+        lm: shallow fusion with a token language model: every emitted token adds ``lm_scale`` times its LM
+            log-probability to the hypothesis score, and the final choice adds the LM's end-of-sentence score.
+        lm_scale: weight of ``lm`` (ignored without it).
 
     Returns:
         ``B`` token-id lists (best hypothesis by length-normalised log-probability), or a
@@ -85,6 +93,12 @@ def modified_beam_search(
             logits[:, blank_id] -= blank_penalty
         scores = logits.float().log_softmax(dim=-1)
         scores += torch.tensor([h.log_prob for h in flat], device=device).unsqueeze(1)
+        if lm is not None:
+            # (N, V); 0 at blank. unk is never emitted (it keeps the hypothesis as blank does), so no LM cost.
+            fused = lm.batch_log_probs([strip_context(h.ys, context_size) for h in flat]).to(device)
+            if unk_id is not None:
+                fused[:, unk_id] = 0.0
+            scores += lm_scale * fused
         vocab = scores.size(1)
         start = 0
         for b, hs in zip(rows, hyps):
@@ -100,7 +114,11 @@ def modified_beam_search(
                     new.add(Hypothesis(parent.ys + [token], value, parent.timestamp + [t]))
             beams[b] = new
 
-    best = [beams[b].best(length_norm=True) for b in range(batch_size)]
+    end_score = None
+    if lm is not None:
+        def end_score(h: Hypothesis) -> float:
+            return lm_scale * lm.eos_log_prob(strip_context(h.ys, context_size))
+    best = [beams[b].best(length_norm=True, bonus=end_score) for b in range(batch_size)]
     tokens = [strip_context(h.ys, context_size) for h in best]
     if return_timestamps:
         return SearchOutput(tokens, [h.timestamp for h in best])
