@@ -63,11 +63,6 @@ class DataConfig:
     # Vocal tract length perturbation: each training utterance's mel axis is stretched by a random factor in
     # [1 - mel_warp, 1 + mel_warp] (asrkit.data.augment.MelWarp); 0 disables it.
     mel_warp: float = 0.0
-    # Echo: this fraction of training utterances gets decaying copies of itself, delayed by 1..echo_max_delay
-    # frames, of amplitude up to echo_max_gain (asrkit.data.augment.LogMelEcho); 0 disables it.
-    echo_prob: float = 0.0
-    echo_max_gain: float = 0.8
-    echo_max_delay: int = 8
     spec_augment: bool = True
     num_frame_masks: int = 2
     frame_mask_size: int = 20

@@ -1,4 +1,4 @@
-"""Feature-domain augmentation of training batches: echo, mel-axis warping (VTLP) and SpecAugment.
+"""Feature-domain augmentation of training batches: mel-axis warping (VTLP) and SpecAugment.
 
 Both act on padded log-mel batches ``x (B, T, F)`` after loading, in the data-loader workers, so
 they cost the training process nothing and leave stored features and exports untouched.
@@ -55,63 +55,6 @@ class MelWarp:
         return gather(lo) * (1.0 - w) + gather(hi) * w
 
 
-class LogMelEcho:
-    """Echo -- decaying, delayed copies of the signal, as a room or a synthesizer's echo adds -- on log-mel features.
-
-    A chosen utterance gets a delay ``d ~ U{1..max_delay}`` frames and an amplitude ``g ~ U(0, max_gain)``, and its
-    mel energies become those of a feedback echo whose copies add incoherently (powers add):
-
-        E'(t) = sum_k g^(2k) E(t - k d),   k = 0, 1, ... while g^(2k) >= 1e-3
-
-    computed as ``log(sum(exp(x)))`` on the log energies. Copies carry speech into the frames after it, never into
-    earlier ones, so padding at the end may fill with the echo's tail (the encoder masks it) and frames before the
-    speech stay as they were. Power addition is exact on average for delays beyond the analysis window (25 ms);
-    shorter ones also colour the spectrum (comb filtering), which this ignores.
-
-    Args:
-        prob: fraction of utterances that get an echo, in (0, 1].
-        max_gain: largest echo amplitude relative to the direct sound, in (0, 1).
-        max_delay: largest delay in frames (10 ms each), >= 1.
-        generator: optional torch generator (default: the global torch RNG).
-    """
-
-    def __init__(self, prob: float = 0.5, max_gain: float = 0.8, max_delay: int = 8,
-                 generator: Optional[torch.Generator] = None) -> None:
-        if not 0.0 < prob <= 1.0:
-            raise ValueError(f"echo prob must be in (0, 1], got {prob}")
-        if not 0.0 < max_gain < 1.0:
-            raise ValueError(f"echo max_gain must be in (0, 1), got {max_gain}")
-        if max_delay < 1:
-            raise ValueError(f"echo max_delay must be >= 1 frame, got {max_delay}")
-        self.prob, self.max_gain, self.max_delay = prob, max_gain, max_delay
-        self.generator = generator
-
-    def draw(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,) delays in frames and (B,) amplitudes for one batch; amplitude 0 = no echo."""
-        chosen = torch.rand(batch_size, generator=self.generator) < self.prob
-        gains = torch.rand(batch_size, generator=self.generator) * self.max_gain * chosen
-        delays = torch.randint(1, self.max_delay + 1, (batch_size,), generator=self.generator)
-        return delays, gains
-
-    def __call__(self, x: torch.Tensor, supervision_segments: Optional[torch.Tensor] = None,
-                 delays: Optional[torch.Tensor] = None, gains: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Echo ``x (B, T, F)`` (log energies); ``delays``/``gains`` (B,) fix the draw (random when None)."""
-        if delays is None or gains is None:
-            delays, gains = self.draw(x.size(0))
-        out = x.clone()
-        num_frames = x.size(1)
-        for b in torch.nonzero(gains > 0).flatten().tolist():
-            d, power = int(delays[b]), float(gains[b]) ** 2
-            energy = x[b].double().exp()  # (T, F)
-            total = energy.clone()
-            k, weight = 1, power
-            while weight >= 1e-3 and k * d < num_frames:
-                total[k * d:] += weight * energy[:num_frames - k * d]
-                k, weight = k + 1, weight * power
-            out[b] = total.log().to(x.dtype)
-        return out
-
-
 class FeatureAugment:
     """Applies feature transforms in order (each with lhotse's SpecAugment call signature)."""
 
@@ -125,12 +68,9 @@ class FeatureAugment:
 
 
 def build_feature_augment(cfg: DataConfig) -> Optional[FeatureAugment]:
-    """The training-batch augmentation configured by ``cfg``: :class:`LogMelEcho` when ``cfg.echo_prob > 0``,
-    then :class:`MelWarp` when ``cfg.mel_warp > 0``, then lhotse's SpecAugment when ``cfg.spec_augment``; None when
-    all are off."""
+    """The training-batch augmentation configured by ``cfg``: :class:`MelWarp` when ``cfg.mel_warp > 0``,
+    then lhotse's SpecAugment when ``cfg.spec_augment``; None when both are off."""
     transforms: list[FeatureTransform] = []
-    if cfg.echo_prob > 0:
-        transforms.append(LogMelEcho(cfg.echo_prob, cfg.echo_max_gain, cfg.echo_max_delay))
     if cfg.mel_warp > 0:
         transforms.append(MelWarp(cfg.mel_warp))
     if cfg.spec_augment:
