@@ -66,3 +66,20 @@ def test_build_feature_augment_composes_what_the_config_enables() -> None:
     x = torch.randn(2, 50, 80)
     segments = torch.tensor([[0, 0, 50], [1, 0, 40]], dtype=torch.int32)
     assert both(x, supervision_segments=segments).shape == x.shape
+
+
+def _spec_only(**overrides) -> FeatureAugment:
+    cfg = DataConfig(spec_augment=True, mel_warp=0.0, num_feature_masks=0, time_warp_factor=0, **overrides)
+    return build_feature_augment(cfg)
+
+
+def test_zero_frame_masks_disables_time_masking() -> None:
+    """lhotse's SpecAugment divides by num_frame_masks; 0 must mean "no time masks", not a crash."""
+    x = torch.randn(3, 200, 80)
+    segments = torch.tensor([[0, 0, 200], [1, 0, 150], [2, 0, 120]], dtype=torch.int32)
+    no_masks = _spec_only(num_frame_masks=0)
+    for _ in range(20):
+        assert torch.equal(no_masks(x, supervision_segments=segments), x)
+    # the same transform with time masks does change some frames (p=0.9 per utterance, widths up to 19 frames)
+    masked = _spec_only(num_frame_masks=2, frame_mask_size=20)
+    assert any(not torch.equal(masked(x, supervision_segments=segments), x) for _ in range(20))

@@ -76,11 +76,14 @@ def build_feature_augment(cfg: DataConfig) -> Optional[FeatureAugment]:
     if cfg.spec_augment:
         from lhotse.dataset import SpecAugment
 
+        # lhotse 1.33 divides by num_frame_masks (ZeroDivisionError at 0, although its docs say 0 disables time
+        # masking); one mask drawn from widths [0, 1) frames masks nothing and draws the same random numbers.
+        no_time_masks = cfg.num_frame_masks == 0
         transforms.append(SpecAugment(
             time_warp_factor=cfg.time_warp_factor or None,
             num_feature_masks=cfg.num_feature_masks,
             features_mask_size=cfg.feature_mask_size,
-            num_frame_masks=cfg.num_frame_masks,
-            frames_mask_size=cfg.frame_mask_size,
+            num_frame_masks=1 if no_time_masks else cfg.num_frame_masks,
+            frames_mask_size=1 if no_time_masks else cfg.frame_mask_size,
         ))
     return FeatureAugment(transforms) if transforms else None
