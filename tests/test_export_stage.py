@@ -55,3 +55,32 @@ def exported_unk(lang) -> int:
     from asrkit.data.tokenizer import Tokenizer
 
     return Tokenizer.load(lang / "bpe.model").unk_id
+
+
+def _with_stored_config(exp, edit) -> None:
+    from asrkit.training.checkpoint import load_checkpoint, save_checkpoint
+
+    path = exp / "epoch-1.pt"
+    ckpt = load_checkpoint(path)
+    edit(ckpt["config"])
+    save_checkpoint(path, ckpt)
+
+
+def test_checkpoint_with_training_keys_of_another_version_still_loads(exp_dir):
+    """Training-only keys added or removed by another asrkit version must not block decoding a checkpoint."""
+    from asrkit.training.selection import Selection, load_selected_model
+
+    exp, _, model = exp_dir
+    _with_stored_config(exp, lambda c: c["data"].update(echo_prob=0.5))  # a key this version does not know
+    loaded, _ = load_selected_model(exp, Selection(epoch=1))
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+
+
+def test_checkpoint_with_an_unknown_model_key_is_an_error(exp_dir):
+    from asrkit.training.selection import Selection, load_selected_model
+
+    exp, _, _ = exp_dir
+    _with_stored_config(exp, lambda c: c["model"].update(mystery_layer=3))
+    with pytest.raises(ConfigError, match="mystery_layer"):
+        load_selected_model(exp, Selection(epoch=1))

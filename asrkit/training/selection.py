@@ -102,13 +102,15 @@ def select_weights(exp_dir: Path, sel: Selection) -> tuple[dict[str, torch.Tenso
 
 
 def load_selected_model(exp_dir: Path, sel: Selection, device: str | torch.device = "cpu"):
-    """Build the model from the stored config and load the selected weights; returns (model, config dict)."""
-    from asrkit.config import train_config_from_dict
-    from asrkit.models.build import build_transducer
+    """Build the model from the stored config and load the selected weights; returns (model, config dict).
+
+    Only the stored ``model`` section is parsed (strictly): training-only keys that another asrkit version added or
+    removed (augmentation, optimizer, ...) do not stop a checkpoint from being decoded, averaged or exported.
+    """
+    from asrkit.export.pretrained import build_model_from_config
 
     weights, config = select_weights(exp_dir, sel)
-    cfg = train_config_from_dict(config)
-    model = build_transducer(cfg.model)
+    model = build_model_from_config(config, where=f"{exp_dir} checkpoint config")
     model.load_state_dict(weights)
     model.to(device).eval()
     return model, config
