@@ -191,6 +191,34 @@ def test_parameters_without_grad_are_left_alone():
     assert opt.state[b]["step"] == 1 and opt.state[a]["step"] == 2
 
 
+def test_tensors_updated_together_match_each_tensor_updated_alone():
+    """Without clipping every tensor's update is independent of the others, so the multi-tensor step (which
+    groups tensors by their step count) must give each tensor exactly what an optimizer of its own gives,
+    including a tensor that misses some gradients and so runs at another step than the rest."""
+    g = torch.Generator().manual_seed(3)
+    shapes = [(4, 3), (5,), (2, 2, 3), (1,), (6,)]
+    init = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+    together = [nn.Parameter(t.clone()) for t in init]
+    alone = [nn.Parameter(t.clone()) for t in init]
+    opt = ScaledAdam([(f"p{i}", p) for i, p in enumerate(together)], lr=LR, clipping_scale=None)
+    opts = [ScaledAdam([(f"p{i}", p)], lr=LR, clipping_scale=None) for i, p in enumerate(alone)]
+    for step in range(13):  # > 3 scale-update periods of 4 steps
+        for i, (a, b) in enumerate(zip(together, alone)):
+            if i == 2 and step % 3 == 1:
+                a.grad = b.grad = None
+                continue
+            grad = torch.randn(a.shape, generator=g, dtype=torch.float64) * (1.0 + i)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        opt.step()
+        for o in opts:
+            o.step()
+    assert opt.state[together[2]]["step"] != opt.state[together[0]]["step"]
+    for i, (a, b) in enumerate(zip(together, alone)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"tensor {i}")
+        for key in ("delta", "exp_avg_sq"):
+            torch.testing.assert_close(opt.state[a][key], opts[i].state[b][key], rtol=1e-12, atol=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # Training behaviour and state
 # ---------------------------------------------------------------------------------------------
