@@ -8,6 +8,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``cuda`` are skipped, saying why, where torch sees no GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run `pytest -m cuda` on a GPU machine)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 WORDS = ["YES", "NO", "GO", "STOP", "HELP", "ENTER", "ONE", "TWO", "THREE"]
 
 

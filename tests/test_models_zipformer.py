@@ -452,3 +452,76 @@ def test_transducer_with_zipformer_trains_and_every_parameter_gets_a_gradient():
         totals.append(total.item())
     assert all(torch.isfinite(torch.tensor(totals)))
     assert min(totals[-3:]) < totals[0], totals
+
+
+# ----------------------------------------------------------------------------- CUDA (pytest -m cuda)
+def _zipformer_xs_batch(vocab: int = 50):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 300, 80, generator=g)
+    x_lens = torch.tensor([300, 251, 190])
+    y = torch.randint(1, vocab, (3, 12), generator=g)
+    y_lens = torch.tensor([12, 9, 7])
+    return x, x_lens, y, y_lens
+
+
+@pytest.mark.cuda
+def test_zipformer_xs_losses_and_gradients_on_cuda_match_cpu():
+    """The demo's model, in float32 without TF32: the same losses and gradients on both devices."""
+    torch.manual_seed(0)
+    cpu_model = build_transducer(presets.zipformer_xs(vocab_size=50)).eval()  # eval(): no dropout/balancers
+    cuda_model = build_transducer(presets.zipformer_xs(vocab_size=50)).eval()
+    cuda_model.load_state_dict(cpu_model.state_dict())
+    cuda_model.cuda()
+    batch = _zipformer_xs_batch()
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        results = []
+        for model, device in ((cpu_model, "cpu"), (cuda_model, "cuda")):
+            losses = model(*(t.to(device) for t in batch), loss_backend="torch")
+            total = 0.5 * losses.simple_loss + losses.pruned_loss + 0.2 * losses.ctc_loss
+            total.backward()
+            grads = {n: p.grad.cpu() for n, p in model.named_parameters() if p.grad is not None}
+            results.append((losses.simple_loss.item(), losses.pruned_loss.item(), losses.ctc_loss.item(), grads))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    (*cpu_losses, cpu_grads), (*cuda_losses, cuda_grads) = results
+    torch.testing.assert_close(torch.tensor(cuda_losses), torch.tensor(cpu_losses), rtol=1e-4, atol=1e-3)
+    assert cpu_grads.keys() == cuda_grads.keys() and len(cpu_grads) > 100
+
+    def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+        return ((got - want).norm() / want.norm().clamp_min(1e-12)).item()
+
+    # float32 sums in another order: each gradient to 1 % of its norm (a bias gradient sums thousands of frames
+    # with cancellation: 0.2 % seen), all of them together to 0.1 %
+    errors = {name: relative_error(cuda_grads[name], want) for name, want in cpu_grads.items()}
+    assert max(errors.values()) < 1e-2, max(errors.items(), key=lambda kv: kv[1])
+    flat = [torch.cat([g[name].flatten() for name in sorted(cpu_grads)]) for g in (cuda_grads, cpu_grads)]
+    assert relative_error(*flat) < 1e-3
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_zipformer_xs_trains_under_cuda_autocast(dtype):
+    """Mixed precision on the GPU: forward under autocast (the losses themselves stay float32), a GradScaler for
+    float16, finite losses that fall on a repeated batch, and float32 parameters throughout."""
+    torch.manual_seed(0)
+    model = build_transducer(presets.zipformer_xs(vocab_size=50)).cuda().train()
+    set_batch_count(model, 500.0)
+    x, x_lens, y, y_lens = (t.cuda() for t in _zipformer_xs_batch())
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    totals = []
+    for _ in range(15):
+        with torch.autocast("cuda", dtype=dtype):
+            losses = model(x, x_lens, y, y_lens, loss_backend="torch")
+        assert losses.simple_loss.dtype == losses.pruned_loss.dtype == torch.float32
+        total = 0.5 * losses.simple_loss + losses.pruned_loss + 0.2 * losses.ctc_loss
+        assert torch.isfinite(total)
+        opt.zero_grad()
+        scaler.scale(total).backward()
+        scaler.step(opt)
+        scaler.update()
+        totals.append(total.item())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert min(totals[-3:]) < 0.8 * totals[0], totals

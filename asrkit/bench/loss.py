@@ -23,6 +23,9 @@ Protocol (scaled to a small CPU machine):
   is its own mapping returned to the OS when freed: RSS then tracks live memory instead of heap
   fragmentation.  (That setting slows allocation-heavy code, so times come from runs with the
   default allocator.)
+* ``--device cuda``: inputs and projections live on the GPU, each step ends with a device
+  synchronisation, and peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps
+  minus what was allocated before them (the inputs), from the timing runs themselves.
 
 Run: ``asrkit bench loss`` (or ``python -m asrkit.bench.loss``), ``--quick`` for a smoke test.
 """
@@ -69,6 +72,7 @@ class Setting:
     vocab: int = 500
     length_scale: float = 1.0  # < 1 shrinks T and U (quick mode)
     sub_batch_nodes: int = 100_000
+    device: str = "cpu"
 
 
 def sample_lengths(n: int, seed: int, length_scale: float = 1.0) -> list[tuple[int, int]]:
@@ -157,6 +161,7 @@ def _step_fn(kind: str, backend: str, setting: Setting):
         with torch.no_grad():
             lin.weight.copy_(torch.randn(lin.weight.shape, generator=gen) * setting.dim**-0.5)
             lin.bias.copy_(torch.randn(lin.bias.shape, generator=gen) * 0.1)
+        lin.to(setting.device)
 
     def joiner(e, d):
         return out(torch.tanh(e + d))
@@ -217,11 +222,12 @@ def run_worker(config: str, setting: Setting) -> dict:
     import torch
 
     torch.set_num_threads(setting.threads)
+    on_gpu = torch.device(setting.device).type == "cuda"
     kind, backend = CONFIGS[config]
     step = _step_fn(kind, backend, setting)
     gen = torch.Generator().manual_seed(setting.seed + 11)
     batches = make_batches(setting)
-    inputs = [_make_inputs(b, setting, gen) for b in batches]
+    inputs = [tuple(t.to(setting.device) for t in _make_inputs(b, setting, gen)) for b in batches]
     for enc, dec, _, _ in inputs:
         enc.requires_grad_(True)
         dec.requires_grad_(True)
@@ -231,16 +237,27 @@ def run_worker(config: str, setting: Setting) -> dict:
     for i, (enc, dec, symbols, boundary) in enumerate(inputs):
         if i == 1:
             # Measure from after the warm-up step: one-time initialisation (thread pools, lazy
-            # library loads) is not part of the per-step memory.
-            exact = _reset_peak_rss()
-            base_kib = _rss_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            # library loads, CUDA context and kernels) is not part of the per-step memory.
+            if on_gpu:
+                torch.cuda.synchronize()
+                base_kib = torch.cuda.memory_allocated() // 1024
+                torch.cuda.reset_peak_memory_stats()
+            else:
+                exact = _reset_peak_rss()
+                base_kib = _rss_kib("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
         losses.append(step(enc, dec, symbols, boundary))
+        if on_gpu:
+            torch.cuda.synchronize()
         elapsed = time.perf_counter() - t0
         if i > 0:  # the first batch is the warm-up
             times.append(elapsed)
         enc.grad = dec.grad = None
-    peak_kib = _rss_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if on_gpu:
+        peak_kib, method = torch.cuda.max_memory_allocated() // 1024, "torch.cuda.max_memory_allocated"
+    else:
+        peak_kib = _rss_kib("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        method = "VmHWM reset" if exact else "ru_maxrss"
     return {
         "config": config,
         "kind": kind,
@@ -251,18 +268,30 @@ def run_worker(config: str, setting: Setting) -> dict:
         "peak_mib": (peak_kib - base_kib) / 1024,
         "loss_sum": sum(losses[1:]),
         "frames": sum(t for b in batches[1:] for t, _ in b),
-        "memory_method": "VmHWM reset" if exact else "ru_maxrss",
+        "memory_method": method,
+        "device": setting.device,
     }
 
 
 # --------------------------------------------------------------------------- driver side
 
 
-def _available(config: str) -> bool:
+def _available(config: str, device: str = "cpu") -> bool:
     backend = CONFIGS[config][1]
     if backend == "torch":
         return True
-    return importlib.util.find_spec(backend) is not None
+    if importlib.util.find_spec(backend) is None:
+        return False
+    if torch_device_type(device) == "cuda" and backend == "fast_rnnt":
+        from asrkit.loss.backends import _supports_cuda
+
+        return _supports_cuda(backend)
+    return True
+
+
+def torch_device_type(device: str) -> str:
+    """``"cuda:1"`` -> ``"cuda"``, without importing torch in the driver."""
+    return device.split(":", 1)[0]
 
 
 def _run_subprocess(name: str, setting: Setting, for_memory: bool) -> dict:
@@ -290,6 +319,7 @@ def bench_loss(
     threads: int = 1,
     configs: list[str] | None = None,
     repeats: int = 3,
+    device: str = "cpu",
 ) -> list[dict]:
     """Measure every available configuration, each in a fresh subprocess.
 
@@ -303,6 +333,7 @@ def bench_loss(
         configs: explicit configuration names (default: all of :data:`CONFIGS` that apply).
         repeats: runs of each *pruned* configuration (interleaved; the fastest counts, the
             memory comes from one extra run per configuration).  Full configurations run once.
+        device: ``cpu`` or ``cuda[:N]`` (on CUDA, memory comes from the timing runs).
 
     Returns:
         One dict per configuration: config, kind, backend, steps, mean_ms, min_ms, peak_mib,
@@ -311,12 +342,14 @@ def bench_loss(
     """
     if quick:
         setting = Setting(num_steps=min(num_steps, 2), max_frames=min(max_frames, 300), seed=seed,
-                          threads=threads, dim=64, vocab=50, length_scale=0.1, sub_batch_nodes=2000)
+                          threads=threads, dim=64, vocab=50, length_scale=0.1, sub_batch_nodes=2000,
+                          device=device)
         repeats = 1
     else:
-        setting = Setting(num_steps=num_steps, max_frames=max_frames, seed=seed, threads=threads)
+        setting = Setting(num_steps=num_steps, max_frames=max_frames, seed=seed, threads=threads, device=device)
+    on_gpu = torch_device_type(device) == "cuda"
     names = [c for c in (configs or CONFIGS) if backends is None or CONFIGS[c][1] in backends]
-    names = [c for c in names if _available(c)]
+    names = [c for c in names if _available(c, device)]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     # Pruned configurations are short and their ratio target is tight: they run `repeats`
     # times, interleaved, and the fastest run counts (the machine is shared; background load
@@ -325,11 +358,19 @@ def bench_loss(
         for name in names:
             if round_ > 0 and CONFIGS[name][0] != "pruned":
                 continue
-            runs[name].append(_run_subprocess(name, setting, for_memory=False))
+            try:
+                runs[name].append(_run_subprocess(name, setting, for_memory=False))
+            except RuntimeError as err:
+                if CONFIGS[name][1] == "torch":
+                    raise
+                # another library's loss that this installation cannot run (e.g. a torchaudio without
+                # rnnt_loss): say so and leave it out of the table
+                print(f"{name} left out: {str(err).strip().splitlines()[-1]}", file=sys.stderr)
+                names = [n for n in names if n != name]
     rows = []
     for name in names:
         best = min(runs[name], key=lambda r: r["mean_ms"])
-        memory = _run_subprocess(name, setting, for_memory=True)
+        memory = min(runs[name], key=lambda r: r["peak_mib"]) if on_gpu else _run_subprocess(name, setting, True)
         rows.append({**best, "peak_mib": memory["peak_mib"], "memory_method": memory["memory_method"],
                      "timing_runs": len(runs[name])})
     _add_ratios(rows)
@@ -396,6 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--configs", nargs="*", default=None, choices=list(CONFIGS))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.worker:
         setting = Setting(**json.loads(args.setting))
@@ -403,7 +445,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     rows = bench_loss(num_steps=args.num_steps, max_frames=args.max_frames, seed=args.seed,
                       quick=args.quick, threads=args.threads, configs=args.configs,
-                      repeats=args.repeats)
+                      repeats=args.repeats, device=args.device)
     print(format_table(rows))
 
 

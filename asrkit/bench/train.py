@@ -2,7 +2,9 @@
 
 Each process runs the real :class:`~asrkit.training.loop.Trainer` step (forward, pruned loss, backward,
 optimizer) on the batches its sampler gives it; ``warmup`` steps are excluded from the timing. Throughput is
-the audio of all ranks' timed batches divided by the wall time of rank 0.
+the audio of all ranks' timed batches divided by the wall time of rank 0. A corpus with fewer batches than
+``warmup + steps`` is read again (the next epoch's shuffle). On a GPU the clock stops after a device
+synchronisation, and the result also gives rank 0's peak GPU memory over the timed steps.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class TrainBenchResult:
     audio_seconds: float
     wall_seconds: float
     device: str
+    peak_gpu_gib: Optional[float] = None
 
     @property
     def audio_seconds_per_second(self) -> float:
@@ -70,23 +73,35 @@ def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, 
                        world_size=world_size, device=device, progress=False, tensorboard=False)
         trainer = Trainer(job, cfg, ctx)
         trainer.model.train()
-        loader = iter(trainer._train_loader(epoch=1, skip=0))
+        on_gpu = ctx.device.type == "cuda"
+        epoch = 1
+        loader = iter(trainer._train_loader(epoch=epoch, skip=0))
         audio, started = 0.0, None
         for i in range(warmup + steps):
-            batch = next(loader)
+            batch = next(loader, None)
+            if batch is None:  # a small corpus: read it again
+                epoch += 1
+                loader = iter(trainer._train_loader(epoch=epoch, skip=0))
+                batch = next(loader)
             if i == warmup:
+                if on_gpu:
+                    torch.cuda.synchronize(ctx.device)
+                    torch.cuda.reset_peak_memory_stats(ctx.device)
                 if ctx.distributed:
                     torch.distributed.barrier()
                 started = time.perf_counter()
             trainer.step(batch)
             if i >= warmup:
                 audio += float(batch.feature_lens.sum()) / 100.0
+        if on_gpu:
+            torch.cuda.synchronize(ctx.device)
         if ctx.distributed:
             torch.distributed.barrier()
         wall = time.perf_counter() - started
         total = float(D.all_reduce_sum(torch.tensor([audio], dtype=torch.float64), ctx)[0])
         if ctx.is_main:
-            Path(out).write_text(json.dumps({"audio_seconds": total, "wall_seconds": wall}))
+            peak = torch.cuda.max_memory_allocated(ctx.device) / 2**30 if on_gpu else None
+            Path(out).write_text(json.dumps({"audio_seconds": total, "wall_seconds": wall, "peak_gpu_gib": peak}))
     finally:
         D.destroy_process_group()
 
@@ -94,4 +109,5 @@ def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, 
 def format_result(r: TrainBenchResult) -> str:
     return (f"{Path(r.recipe).stem}: {r.world_size} process(es) on {r.device}: "
             f"{r.audio_seconds_per_second:.1f} audio-s/s ({r.audio_seconds:.0f} s of audio in "
-            f"{r.wall_seconds:.1f} s, {r.steps} steps per process)")
+            f"{r.wall_seconds:.1f} s, {r.steps} steps per process"
+            + (f", peak GPU memory {r.peak_gpu_gib:.1f} GiB)" if r.peak_gpu_gib is not None else ")"))

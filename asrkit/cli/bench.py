@@ -20,15 +20,17 @@ def loss(
     threads: Annotated[int, typer.Option(help="torch threads per configuration.")] = 1,
     repeats: Annotated[int, typer.Option(help="Runs of each pruned configuration (the fastest is kept).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the (T, U) distribution.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
 ) -> None:
     """Pruned vs full RNN-T loss: step time and peak memory per backend (each in a fresh process).
 
     Example: asrkit bench loss --num-steps 6 --max-frames 1500 --threads 1 --repeats 3
+    (on a GPU: asrkit bench loss --device cuda --max-frames 10000)
     """
     from asrkit.bench.loss import bench_loss, format_table
 
     rows = bench_loss(num_steps=num_steps, max_frames=max_frames, seed=seed, quick=quick, threads=threads,
-                      repeats=repeats)
+                      repeats=repeats, device=device)
     typer.echo(format_table(rows))
 
 

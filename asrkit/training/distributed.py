@@ -13,6 +13,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from asrkit.errors import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -38,12 +40,27 @@ def launched_by_torchrun() -> bool:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU."""
+    """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local_rank>``.
+
+    Raises:
+        ConfigError: the name is not a device, or it asks for a GPU that torch does not see (no CUDA, or more
+            processes than GPUs).
+    """
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(requested)
+    try:
+        device = torch.device("cuda", local_rank) if requested == "cuda" else torch.device(requested)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {requested!r} is not a device ({err})", hint="auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested}: this torch ({torch.__version__}) sees no CUDA GPU",
+                              hint="use --device cpu (or auto)")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ConfigError(f"--device {requested}: process {local_rank} would use {device}, but torch sees "
+                              f"{count} GPU(s)", hint="one process per GPU: --world-size at most the GPU count")
+    return device
 
 
 def init_process_group(

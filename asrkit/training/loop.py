@@ -96,6 +96,7 @@ def train(job: TrainJob, cfg: TrainConfig) -> Path:
     if job.world_size > 1:
         import torch.multiprocessing as mp
 
+        D.pick_device(job.device, job.world_size - 1)  # every rank has a device, or one clear error here
         mp.spawn(_spawned_rank, args=(job, cfg), nprocs=job.world_size, join=True)
         return _last_epoch_checkpoint(job.exp_dir, cfg.num_epochs)
     return _run_rank(0, 1, 0, job, cfg)
