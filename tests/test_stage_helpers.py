@@ -1,4 +1,5 @@
-"""egs/lib/stages.sh: which checkpoints the stages after training pick (select_checkpoints)."""
+"""egs/lib/stages.sh: which checkpoints the stages after training pick (select_checkpoints), and the recipes'
+command lines (parse_options)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,3 +68,41 @@ def test_missing_experiment_dir_falls_back_to_the_recipe_epochs(tmp_path: Path) 
     args, selection = _select(tmp_path / "not-trained-yet", avg=2)
     assert args.split()[2:4] == ["--epoch", "30"]  # zipformer-xs.yaml's num_epochs
     assert selection == "epoch-30-avg-2-use-averaged-model"
+
+
+def _parse(*args: str) -> subprocess.CompletedProcess:
+    """parse_options over a recipe-like set of defaults; prints the variables afterwards."""
+    script = (f'set -euo pipefail; source "{REPO}/egs/lib/stages.sh"; usage() {{ echo "Usage: demo"; }}; '
+              'stage=0; dl_dir=download; epoch=""; force=""; train_args=(); flag_options=(force); '
+              'parse_options "$@"; echo "$stage|$dl_dir|$epoch|$force|${#train_args[@]}|${train_args[*]}"')
+    return subprocess.run(["bash", "-c", script, "run.sh", *args], capture_output=True, text=True)
+
+
+def test_parse_options_sets_declared_variables_flags_and_arrays() -> None:
+    proc = _parse("--stage", "3", "--dl-dir", "/data/an4", "--epoch", "", "--force",
+                  "--train-args", "--set num_epochs=2 --seed 7")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "3|/data/an4||--force|4|--set num_epochs=2 --seed 7"
+    assert _parse().stdout.strip() == "0|download|||0|"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--stgae", "3"], "unknown option --stgae"),
+    (["--root", "/tmp"], "unknown option --root"),  # the script's own variables are not options
+    (["--PATH", "/tmp"], "unknown option --PATH"),
+    (["--stage"], "option --stage needs a value"),
+    (["3"], "unexpected argument '3'"),
+])
+def test_parse_options_refuses_what_the_recipe_does_not_declare(args, message) -> None:
+    proc = _parse(*args)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("corpus", ["synth", "an4", "librispeech"])
+def test_every_recipe_prints_usage_and_names_a_bad_option(corpus: str) -> None:
+    script = REPO / "egs" / corpus / "run.sh"
+    help_ = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and help_.stdout.startswith(f"Usage: egs/{corpus}/run.sh")
+    bad = subprocess.run(["bash", str(script), "--stage", "0", "--no-such-option", "1"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "unknown option --no-such-option" in bad.stderr

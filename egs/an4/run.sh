@@ -36,28 +36,11 @@ Options: --dl-dir DIR, --recipe FILE, --exp-dir DIR, --vocab-size N, --epoch E, 
 USAGE
 }
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage="$2"; shift 2 ;;
-    --stop-stage) stop_stage="$2"; shift 2 ;;
-    --dl-dir) dl_dir="$2"; shift 2 ;;
-    --recipe) recipe="$2"; shift 2 ;;
-    --exp-dir) exp_dir="$2"; shift 2 ;;
-    --vocab-size) vocab_size="$2"; shift 2 ;;
-    --epoch) epoch="$2"; shift 2 ;;
-    --avg) avg="$2"; shift 2 ;;
-    --world-size) world_size="$2"; shift 2 ;;
-    --num-jobs) num_jobs="$2"; shift 2 ;;
-    --work-dir) work_dir="$2"; shift 2 ;;
-    --force) force="--force"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../lib/stages.sh"
+flag_options=(force)
+parse_options "$@"
 root="$(cd "$here/../.." && pwd)"
-source "$root/egs/lib/stages.sh"
 recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"

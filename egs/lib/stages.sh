@@ -59,3 +59,40 @@ select_checkpoints() {
   select_args=(--exp-dir "$exp_dir" --epoch "$epoch" --avg "$avg" --use-averaged-model)
   selection="epoch-$epoch-avg-$avg-use-averaged-model"
 }
+
+# parse_options "$@": the recipe's command line, Kaldi style. `--some-name VALUE` sets the variable some_name, which
+# the recipe must have given a default (so a misspelt option is an error, not a new variable); an array variable
+# takes VALUE split on spaces; a name in the array flag_options takes no value and is set to "--some-name";
+# -h/--help print the recipe's usage and exit.
+parse_options() {
+  local name var
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      -h|--help) usage; exit 0 ;;
+      --?*) ;;
+      *) echo "$(basename "$0"): unexpected argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    name="${1#--}"
+    var="${name//-/_}"
+    if [[ "$var" == *[!a-z0-9_]* || " here root flag_options " == *" $var "* ]] || ! declare -p "$var" >/dev/null 2>&1
+    then
+      echo "$(basename "$0"): unknown option $1 (see --help)" >&2
+      exit 2
+    fi
+    if [[ " ${flag_options[*]:-} " == *" $var "* ]]; then
+      printf -v "$var" '%s' "$1"
+      shift
+      continue
+    fi
+    if [ $# -lt 2 ]; then
+      echo "$(basename "$0"): option $1 needs a value (see --help)" >&2
+      exit 2
+    fi
+    if [[ "$(declare -p "$var")" == "declare -a"* ]]; then
+      read -r -a "$var" <<<"$2"
+    else
+      printf -v "$var" '%s' "$2"
+    fi
+    shift 2
+  done
+}

@@ -19,7 +19,7 @@ blank_penalty=0.5             # chosen on the dev voices (docs/benchmarks.md); 0
 num_jobs=2
 force=""
 work_dir=""                     # where data/ and exp/ go (default: this script's directory)
-extra_train_args=()
+train_args=()
 
 usage() {
   cat <<USAGE
@@ -57,33 +57,11 @@ Options:
 USAGE
 }
 
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --stage) stage="$2"; shift 2 ;;
-    --stop-stage) stop_stage="$2"; shift 2 ;;
-    --hours) hours="$2"; shift 2 ;;
-    --seed) seed="$2"; shift 2 ;;
-    --train-speakers) train_speakers="$2"; shift 2 ;;
-    --generated-voices) generated_voices="$2"; shift 2 ;;
-    --blank-penalty) blank_penalty="$2"; shift 2 ;;
-    --recipe) recipe="$2"; shift 2 ;;
-    --exp-dir) exp_dir="$2"; shift 2 ;;
-    --vocab-size) vocab_size="$2"; shift 2 ;;
-    --epoch) epoch="$2"; shift 2 ;;
-    --avg) avg="$2"; shift 2 ;;
-    --method) method="$2"; shift 2 ;;
-    --num-jobs) num_jobs="$2"; shift 2 ;;
-    --train-args) read -r -a extra_train_args <<< "$2"; shift 2 ;;
-    --work-dir) work_dir="$2"; shift 2 ;;
-    --force) force="--force"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
-  esac
-done
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$here/../lib/stages.sh"
+flag_options=(force)
+parse_options "$@"
 root="$(cd "$here/../.." && pwd)"
-source "$root/egs/lib/stages.sh"
 recipe=$(resolve_from_root "$recipe")
 mkdir -p "${work_dir:-$here}"
 cd "${work_dir:-$here}"
@@ -108,7 +86,7 @@ if run_stage 3; then
   [ -z "$force" ] || rm -rf "$exp_dir"
   timed asrkit train --recipe "$recipe" --exp-dir "$exp_dir" --lang-dir data/lang \
     --train-cuts data/fbank/synth_cuts_train.jsonl.gz --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz \
-    --resume "${extra_train_args[@]}"
+    --resume "${train_args[@]}"
 fi
 select_checkpoints
 penalty=$(printf '%g' "$blank_penalty")
