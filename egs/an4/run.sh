@@ -38,12 +38,7 @@ USAGE
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../lib/stages.sh"
-flag_options=(force)
-parse_options "$@"
-root="$(cd "$here/../.." && pwd)"
-recipe=$(resolve_from_root "$recipe")
-mkdir -p "${work_dir:-$here}"
-cd "${work_dir:-$here}"
+start_recipe "$@"
 
 if run_stage 0; then
   log "stage 0: download AN4 into $dl_dir"

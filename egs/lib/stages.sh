@@ -96,3 +96,15 @@ parse_options() {
     shift 2
   done
 }
+
+# start_recipe "$@": what every egs/*/run.sh does first, after setting its defaults and $here (its own folder):
+# parse the command line (--force is a flag), set $root (the repository), make $recipe absolute and enter the
+# work directory (--work-dir, default $here).
+start_recipe() {
+  flag_options=(force)
+  parse_options "$@"
+  root="$(cd "$here/../.." && pwd)"
+  recipe=$(resolve_from_root "$recipe")
+  mkdir -p "${work_dir:-$here}"
+  cd "${work_dir:-$here}"
+}

@@ -43,12 +43,7 @@ USAGE
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/../lib/stages.sh"
-flag_options=(force)
-parse_options "$@"
-root="$(cd "$here/../.." && pwd)"
-recipe=$(resolve_from_root "$recipe")
-mkdir -p "${work_dir:-$here}"
-cd "${work_dir:-$here}"
+start_recipe "$@"
 libri_flag=(); [ "$full_libri" = true ] && libri_flag=(--full-libri)
 train_parts=(train-clean-100); [ "$full_libri" = true ] && train_parts=(train-clean-100 train-clean-360 train-other-500)
 eval_parts=(dev-clean dev-other test-clean test-other)
