@@ -333,13 +333,17 @@ def bench_loss(
         configs: explicit configuration names (default: all of :data:`CONFIGS` that apply).
         repeats: runs of each *pruned* configuration (interleaved; the fastest counts, the
             memory comes from one extra run per configuration).  Full configurations run once.
-        device: ``cpu`` or ``cuda[:N]`` (on CUDA, memory comes from the timing runs).
+        device: ``cpu``, ``cuda[:N]`` or ``auto`` (on CUDA, memory comes from the timing runs).
 
     Returns:
         One dict per configuration: config, kind, backend, steps, mean_ms, min_ms, peak_mib,
         loss_sum, frames, memory_method, plus ``time_vs_ref``/``mem_vs_ref`` ratios against
         fast_rnnt-pruned (or ours-pruned when fast_rnnt is missing).
     """
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if quick:
         setting = Setting(num_steps=min(num_steps, 2), max_frames=min(max_frames, 300), seed=seed,
                           threads=threads, dim=64, vocab=50, length_scale=0.1, sub_batch_nodes=2000,

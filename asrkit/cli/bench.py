@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import FeatureCuts, LangDir, Overrides, Recipe, overrides_dict
+from asrkit.cli.common import Device, FeatureCuts, LangDir, Overrides, Recipe, overrides_dict
 
 app = typer.Typer(help="Benchmarks.\n\nExample: asrkit bench loss --quick", no_args_is_help=True)
 
@@ -20,7 +20,7 @@ def loss(
     threads: Annotated[int, typer.Option(help="torch threads per configuration.")] = 1,
     repeats: Annotated[int, typer.Option(help="Runs of each pruned configuration (the fastest is kept).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the (T, U) distribution.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    device: Device = "cpu",
 ) -> None:
     """Pruned vs full RNN-T loss: step time and peak memory per backend (each in a fresh process).
 
@@ -42,7 +42,7 @@ def train(
     world_size: Annotated[int, typer.Option(help="Processes (DDP).")] = 1,
     steps: Annotated[int, typer.Option(help="Timed steps per process.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 3,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    device: Device = "cpu",
     set_: Overrides = None,
 ) -> None:
     """Training throughput (audio seconds per second) of a recipe.
