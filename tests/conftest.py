@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Tests marked ``cuda`` are skipped, saying why, where torch sees no GPU."""
     import torch

@@ -52,7 +52,7 @@ def test_a_backend_that_cannot_run_is_left_out_but_ours_failing_is_an_error(monk
             raise RuntimeError(f"benchmark worker {name} failed:\nImportError: no CUDA build")
         return {"config": name, "mean_ms": 2.0, "peak_mib": 1.0, "memory_method": "fake"}
 
-    monkeypatch.setattr(bench, "_available", lambda config, device="cpu": True)
+    monkeypatch.setattr(bench, "_available", lambda config, on_gpu=False: True)
     monkeypatch.setattr(bench, "_run_subprocess", fake_run)
     fail_ours = False
     rows = bench.bench_loss(configs=["ours-pruned", "fast_rnnt-pruned", "ours-full"], repeats=2)

@@ -276,22 +276,17 @@ def run_worker(config: str, setting: Setting) -> dict:
 # --------------------------------------------------------------------------- driver side
 
 
-def _available(config: str, device: str = "cpu") -> bool:
+def _available(config: str, on_gpu: bool = False) -> bool:
     backend = CONFIGS[config][1]
     if backend == "torch":
         return True
     if importlib.util.find_spec(backend) is None:
         return False
-    if torch_device_type(device) == "cuda" and backend == "fast_rnnt":
-        from asrkit.loss.backends import _supports_cuda
+    if on_gpu and backend == "fast_rnnt":
+        from asrkit.loss.backends import supports_cuda
 
-        return _supports_cuda(backend)
+        return supports_cuda(backend)
     return True
-
-
-def torch_device_type(device: str) -> str:
-    """``"cuda:1"`` -> ``"cuda"``, without importing torch in the driver."""
-    return device.split(":", 1)[0]
 
 
 def _run_subprocess(name: str, setting: Setting, for_memory: bool) -> dict:
@@ -340,10 +335,10 @@ def bench_loss(
         loss_sum, frames, memory_method, plus ``time_vs_ref``/``mem_vs_ref`` ratios against
         fast_rnnt-pruned (or ours-pruned when fast_rnnt is missing).
     """
-    if device == "auto":
-        import torch
+    from asrkit.training.distributed import pick_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    resolved = pick_device(device, 0)  # auto -> cuda:0 or cpu; a GPU torch cannot see is a clear error here
+    device, on_gpu = str(resolved), resolved.type == "cuda"
     if quick:
         setting = Setting(num_steps=min(num_steps, 2), max_frames=min(max_frames, 300), seed=seed,
                           threads=threads, dim=64, vocab=50, length_scale=0.1, sub_batch_nodes=2000,
@@ -351,9 +346,8 @@ def bench_loss(
         repeats = 1
     else:
         setting = Setting(num_steps=num_steps, max_frames=max_frames, seed=seed, threads=threads, device=device)
-    on_gpu = torch_device_type(device) == "cuda"
     names = [c for c in (configs or CONFIGS) if backends is None or CONFIGS[c][1] in backends]
-    names = [c for c in names if _available(c, device)]
+    names = [c for c in names if _available(c, on_gpu)]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     # Pruned configurations are short and their ratio target is tight: they run `repeats`
     # times, interleaved, and the fastest run counts (the machine is shared; background load

@@ -45,7 +45,10 @@ def available_backends() -> list[str]:
     return [name for name in _AUTO_ORDER if name == "torch" or _import_optional(name) is not None]
 
 
-def _supports_cuda(name: str) -> bool:
+def supports_cuda(name: str) -> bool:
+    """Whether the installed backend ``name`` can take CUDA tensors (``torch`` always can)."""
+    if name == "torch":
+        return True
     module = _import_optional(name)
     if module is None:
         return False
@@ -86,14 +89,14 @@ def resolve_backend(name: str = "auto", device: torch.device | str | None = None
                 return "torch"
             if _import_optional(candidate) is None:
                 continue
-            if on_cuda and not _supports_cuda(candidate):
+            if on_cuda and not supports_cuda(candidate):
                 continue
             return candidate
     if name != "torch" and _import_optional(name) is None:
         error = MissingDependencyError(name, "loss", f"the '{name}' RNN-T loss backend")
         error.hint = f"install it with: {_INSTALL_HINTS[name]}, or use backend='torch'"
         raise error
-    if on_cuda and name == "fast_rnnt" and not _supports_cuda(name):
+    if on_cuda and name == "fast_rnnt" and not supports_cuda(name):
         raise ConfigError(
             "the installed fast_rnnt was built without CUDA and cannot take CUDA tensors",
             hint="use backend='torch' or 'auto', or rebuild fast_rnnt with -DFT_WITH_CUDA=ON",
