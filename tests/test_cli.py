@@ -72,3 +72,10 @@ def test_bad_recipe_key_names_the_key(tmp_path):
 def test_unknown_corpus_lists_choices(tmp_path):
     proc = _asrkit("prepare", "download", "timit", "--dl-dir", str(tmp_path))
     assert proc.returncode == 1 and "timit" in proc.stderr and "an4" in proc.stderr
+
+
+def test_bad_world_size_is_a_one_line_error_before_anything_loads(tmp_path):
+    proc = _asrkit("train", "--recipe", str(tmp_path / "missing.yaml"), "--train-cuts", "x.jsonl.gz",
+                   "--world-size", "two")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--world-size 'two' is not a number of processes" in proc.stderr and "hint: a positive integer or auto" in proc.stderr

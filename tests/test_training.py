@@ -509,6 +509,33 @@ def test_device_names_that_torch_cannot_serve_are_clear_errors(monkeypatch):
         pick_device("cuda", 1)  # --world-size 2 on a one-GPU machine
 
 
+def test_world_size_auto_is_one_process_per_gpu_or_two_on_a_multicore_cpu(monkeypatch):
+    import asrkit.training.distributed as D
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(D, "usable_cores", lambda: 2)
+    assert D.resolve_world_size("auto") == D.resolve_world_size("auto", "cpu") == 2
+    monkeypatch.setattr(D, "usable_cores", lambda: 16)
+    assert D.resolve_world_size("AUTO") == 2  # never more CPU processes than were measured to pay
+    monkeypatch.setattr(D, "usable_cores", lambda: 1)
+    assert D.resolve_world_size("auto") == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert D.resolve_world_size("auto") == D.resolve_world_size("auto", "cuda") == 4
+    assert D.resolve_world_size("auto", "cuda:2") == 1  # one named GPU
+    assert D.resolve_world_size("auto", "cpu") == 1  # CPU training on this 1-core machine
+    assert D.resolve_world_size("3", "cpu") == D.resolve_world_size(3) == 3  # a number is taken as given
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ConfigError, match="is not a number of processes"):
+            D.resolve_world_size(bad)
+
+
+def test_usable_cores_follows_the_cpu_affinity():
+    from asrkit.training.distributed import usable_cores
+
+    assert usable_cores() == len(os.sched_getaffinity(0))
+
+
 def test_more_processes_than_gpus_fails_before_spawning(prepared, tmp_path, monkeypatch):
     import torch.multiprocessing as mp
 

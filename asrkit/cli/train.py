@@ -19,7 +19,11 @@ def train(
     exp_dir: ExpDir = Path("exp"),
     lang_dir: LangDir = Path("data/lang"),
     valid_cuts: Annotated[Optional[Path], typer.Option(help="Validation cuts (loss per epoch).")] = None,
-    world_size: Annotated[int, typer.Option(help="Processes on this machine (DDP; gloo on CPU, NCCL on GPU).")] = 1,
+    world_size: Annotated[
+        str,
+        typer.Option(help="Processes on this machine (DDP; gloo on CPU, NCCL on GPU), or auto: one per GPU; on CPU "
+                          "2 single-thread processes when there are 2+ cores."),
+    ] = "1",
     start_epoch: Annotated[int, typer.Option(help="Resume from epoch-(N-1).pt (1 = from scratch).")] = 1,
     start_batch: Annotated[int, typer.Option(help="Resume from checkpoint-N.pt (mid-epoch).")] = 0,
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in --exp-dir, if any.")] = False,
@@ -47,11 +51,13 @@ def train(
     nodes (env:// rendezvous).
 
     Example: asrkit train --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
-    --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --exp-dir exp/zipformer-xs
+    --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz --lang-dir data/lang --exp-dir exp/zipformer-xs --world-size auto
     """
     from asrkit.config import load_train_config
+    from asrkit.training.distributed import resolve_world_size
     from asrkit.training.loop import TrainJob, train as run_training
 
+    processes = resolve_world_size(world_size, device)  # a bad value fails before anything is loaded
     overrides = overrides_dict(set_)
     if num_epochs is not None:
         overrides["num_epochs"] = num_epochs
@@ -72,7 +78,7 @@ def train(
         train_cuts=train_cuts,
         lang_dir=lang_dir,
         valid_cuts=valid_cuts,
-        world_size=world_size,
+        world_size=processes,
         device=device,
         start_epoch=start_epoch,
         start_batch=start_batch,

@@ -34,6 +34,44 @@ class DistContext:
         return self.world_size > 1
 
 
+# ``--world-size auto`` on CPU: two single-thread processes train ~1.6x faster than one process with two threads on
+# the 2-core reference machine (docs/benchmarks.md, "Eighth round"); more CPU processes were never measured, and each
+# adds a batch of max_duration seconds to every optimizer step, so auto stops at two.
+AUTO_CPU_PROCESSES = 2
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where affinity is unknown)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def resolve_world_size(requested: str | int, device: str = "auto") -> int:
+    """The number of training processes for ``--world-size N|auto``.
+
+    ``auto``: one process per visible GPU when ``device`` resolves to CUDA; on CPU, ``AUTO_CPU_PROCESSES`` when the
+    process may use at least that many cores (each then gets ``cores / processes`` threads), else one.
+
+    Raises:
+        ConfigError: ``requested`` is neither ``auto`` nor a positive integer.
+    """
+    text = str(requested).strip().lower()
+    if text == "auto":
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda"):
+            return max(1, torch.cuda.device_count()) if device == "cuda" else 1
+        return AUTO_CPU_PROCESSES if usable_cores() >= AUTO_CPU_PROCESSES else 1
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"--world-size {requested!r} is not a number of processes", hint="a positive integer or auto")
+    return value
+
+
 def launched_by_torchrun() -> bool:
     """True when RANK/WORLD_SIZE/LOCAL_RANK come from torchrun (or another env:// launcher)."""
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
@@ -117,5 +155,4 @@ def share_cpu_threads(ctx: DistContext) -> None:
     if ctx.device.type != "cpu" or not ctx.distributed:
         return
     local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(1, cores // local_processes))
+    torch.set_num_threads(max(1, usable_cores() // local_processes))

@@ -32,7 +32,7 @@ Stages:
   8  print the test WERs
 
 Options: --dl-dir DIR, --recipe FILE, --exp-dir DIR, --vocab-size N, --epoch E, --avg N,
-         --world-size N (GPUs/processes), --num-jobs J, --work-dir DIR, --force
+         --world-size N|auto (processes; auto: one per GPU), --num-jobs J, --work-dir DIR, --force
 USAGE
 }
 

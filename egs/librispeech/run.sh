@@ -36,7 +36,7 @@ Stages:
   10 print the WER summaries
 
 Options (icefall names where they exist): --dl-dir DIR, --full-libri true|false, --recipe FILE, --exp-dir DIR,
-  --vocab-size N, --epoch E, --avg N, --world-size N (GPUs), --num-jobs J, --use-musan true|false,
+  --vocab-size N, --epoch E, --avg N, --world-size N|auto (GPUs; auto: all), --num-jobs J, --use-musan true|false,
   --work-dir DIR, --force
 USAGE
 }

@@ -17,6 +17,7 @@ avg=2
 method=modified_beam_search   # the method whose WER stage 8 prints (greedy_search is always decoded too)
 blank_penalty=0.5             # chosen on the dev voices (docs/benchmarks.md); 0 = off
 num_jobs=2
+world_size=auto                 # training processes; auto: one per GPU, on CPU 2 single-thread ones (2+ cores)
 force=""
 work_dir=""                     # where data/ and exp/ go (default: this script's directory)
 train_args=()
@@ -51,6 +52,8 @@ Options:
   --method M          decoding method whose WER stage 8 prints (default $method; greedy_search is decoded too)
   --blank-penalty P   subtracted from the blank logit when decoding (default $blank_penalty)
   --num-jobs J        parallel processes for data preparation (default $num_jobs)
+  --world-size N|auto training processes (DDP; default $world_size: one per GPU, or on a CPU machine with 2+ cores
+                      two single-thread processes, each with batches of the recipe's max_duration)
   --train-args "..."  extra arguments for asrkit train (e.g. "--set num_epochs=2")
   --work-dir DIR       where data/ and exp/ are written (default: egs/synth)
   --force             redo finished stages
@@ -77,11 +80,11 @@ if run_stage 2; then
     --vocab-size "$vocab_size" --model-type unigram $force
 fi
 if run_stage 3; then
-  log "stage 3: train ($recipe)"
+  log "stage 3: train ($recipe, --world-size $world_size)"
   [ -z "$force" ] || rm -rf "$exp_dir"
   timed asrkit train --recipe "$recipe" --exp-dir "$exp_dir" --lang-dir data/lang \
     --train-cuts data/fbank/synth_cuts_train.jsonl.gz --valid-cuts data/fbank/synth_cuts_dev.jsonl.gz \
-    --resume "${train_args[@]}"
+    --world-size "$world_size" --resume "${train_args[@]}"
 fi
 select_checkpoints
 penalty=$(printf '%g' "$blank_penalty")
