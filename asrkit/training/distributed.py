@@ -34,9 +34,10 @@ class DistContext:
         return self.world_size > 1
 
 
-# ``--world-size auto`` on CPU: two single-thread processes train ~1.6x faster than one process with two threads on
-# the 2-core reference machine (docs/benchmarks.md, "Eighth round"); more CPU processes were never measured, and each
-# adds a batch of max_duration seconds to every optimizer step, so auto stops at two.
+# ``--world-size auto`` on CPU: on the 2-core reference machine two single-thread processes see ~1.8x the audio per
+# minute of one process with two threads in the demo's training (docs/benchmarks.md, "Eighth round"); more CPU
+# processes were never measured, and each adds a batch of max_duration seconds to every optimizer step, so auto stops
+# at two.
 AUTO_CPU_PROCESSES = 2
 
 
@@ -58,8 +59,7 @@ def resolve_world_size(requested: str | int, device: str = "auto") -> int:
     """
     text = str(requested).strip().lower()
     if text == "auto":
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_auto_device(device)
         if device.startswith("cuda"):
             return max(1, torch.cuda.device_count()) if device == "cuda" else 1
         return AUTO_CPU_PROCESSES if usable_cores() >= AUTO_CPU_PROCESSES else 1
@@ -77,6 +77,13 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
 
 
+def resolve_auto_device(requested: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; any other name is returned unchanged."""
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def pick_device(requested: str, local_rank: int) -> torch.device:
     """``auto`` -> ``cuda:<local_rank>`` when CUDA is available, else CPU; ``cuda`` -> ``cuda:<local_rank>``.
 
@@ -84,8 +91,7 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
         ConfigError: the name is not a device, or it asks for a GPU that torch does not see (no CUDA, or more
             processes than GPUs).
     """
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    requested = resolve_auto_device(requested)
     try:
         device = torch.device("cuda", local_rank) if requested == "cuda" else torch.device(requested)
     except RuntimeError as err:
