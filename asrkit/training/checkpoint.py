@@ -2,17 +2,19 @@
 
 A checkpoint is one ``torch.save``\\ d dict (the *payload*). By convention its keys are:
 
-=================  ==========================================================================
-``"model"``        ``model.state_dict()``
-``"model_avg"``    float64 running-average state dict (see :mod:`asrkit.training.averaging`);
-                   absent when averaging is off
-``"optimizer"``    ``optimizer.state_dict()``
-``"scheduler"``    ``scheduler.state_dict()``
-``"grad_scaler"``  ``GradScaler.state_dict()`` (absent without AMP)
-``"sampler"``      the lhotse sampler's ``state_dict()``
-``"train_state"``  plain dict: ``epoch``, ``batch_idx_train``, ``best_valid_loss``, ...
-``"config"``       the resolved experiment config as a plain dict
-=================  ==========================================================================
+====================  ==========================================================================
+``"model"``           ``model.state_dict()``
+``"model_avg"``       float64 running-average state dict (see :mod:`asrkit.training.averaging`);
+                      absent when averaging is off
+``"optimizer"``       ``optimizer.state_dict()``
+``"scheduler"``       ``scheduler.state_dict()``
+``"grad_scaler"``     ``GradScaler.state_dict()`` (None without fp16)
+``"train_state"``     plain dict: ``epoch``, ``batch_idx_train``, ``batch_in_epoch`` (the sampler
+                      position: resume skips that many batches), ``best_valid_loss``, ...
+``"config"``          the resolved experiment config as a plain dict
+``"process_states"``  one dict per training process (rank): its random streams and the mutable
+                      attributes of its modules (see :mod:`asrkit.training.run_state`)
+====================  ==========================================================================
 
 Why the care:
 

@@ -147,6 +147,16 @@ def max_over_ranks(value: float, ctx: DistContext) -> float:
     return float(t.item())
 
 
+def all_gather_objects(obj: object, ctx: DistContext) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` in a single process); ``obj`` is pickled,
+    so keep it small (e.g. random-stream states)."""
+    if not ctx.distributed:
+        return [obj]
+    out: list = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def any_rank(flag: bool, ctx: DistContext) -> bool:
     """True if ``flag`` is set on any rank (used to stop all ranks together)."""
     if not ctx.distributed:

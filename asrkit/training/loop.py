@@ -39,6 +39,7 @@ from asrkit.data.tokenizer import Tokenizer
 from asrkit.errors import AsrkitError, ConfigError, DataError
 from asrkit.models import set_batch_count
 from asrkit.training import distributed as D
+from asrkit.training.run_state import process_state, restore_process_state, state_for_rank
 from asrkit.training.schedulers import cooldown_factor
 from asrkit.training.state import TrainState
 from asrkit.utils.dataclass_io import to_dict
@@ -161,7 +162,7 @@ class Trainer:
                                          lr_epochs=o.lr_epochs, warmup_batches=o.warmup_batches)
         self.scaler = _make_grad_scaler(cfg, ctx.device)
         self.state = TrainState()
-        self._pending_rng: Optional[dict] = None
+        self._pending_process_state: Optional[dict] = None
         self.model_avg: Optional[dict[str, torch.Tensor]] = None
         if ctx.is_main:
             from asrkit.training.averaging import init_running_average
@@ -188,6 +189,13 @@ class Trainer:
     def resolved_config(self) -> dict:
         return to_dict(self.cfg)
 
+    def stateful_parts(self) -> dict[str, Optional[object]]:
+        """Checkpoint key -> each part of the trainer that has a ``state_dict()`` (None where unused, e.g. the
+        grad scaler without fp16). Checkpoints save and resume restores exactly these, plus ``model_avg``,
+        ``train_state`` and every rank's random streams and module attributes (``process_states``)."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "grad_scaler": self.scaler}
+
     def _restore(self) -> None:
         from asrkit.training.checkpoint import (
             batch_checkpoint_path,
@@ -209,13 +217,9 @@ class Trainer:
                 raise ConfigError(f"no checkpoint to resume from in {job.exp_dir}")
             return
         ckpt = load_checkpoint(path, map_location=self.ctx.device, required_keys=("model", "train_state"))
-        self.model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        if "scheduler" in ckpt:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler is not None and ckpt.get("grad_scaler"):
-            self.scaler.load_state_dict(ckpt["grad_scaler"])
+        for key, part in self.stateful_parts().items():
+            if part is not None and ckpt.get(key) is not None:  # (older checkpoints may lack the optimizer)
+                part.load_state_dict(ckpt[key])
         if self.model_avg is not None and ckpt.get("model_avg") is not None:
             self.model_avg = dict(ckpt["model_avg"])
         self.state = TrainState.from_dict(ckpt["train_state"])
@@ -224,7 +228,9 @@ class Trainer:
             self.state.batch_in_epoch = 0
             self.state.epoch_done = False
         # applied right before training resumes, so that set-up work cannot shift the random streams
-        self._pending_rng = ckpt.get("rng")
+        states = ckpt.get("process_states") or ([{"rng": ckpt["rng"]}] if ckpt.get("rng") else None)
+        if states:
+            self._pending_process_state = state_for_rank(states, self.ctx.rank, self.ctx.world_size)
         if self.ctx.is_main:
             log.info("resumed from %s at epoch %d, batch %d of the epoch (%d steps in total)", path,
                      self.state.epoch, self.state.batch_in_epoch, self.state.batch_idx_train)
@@ -277,7 +283,8 @@ class Trainer:
         run_preflight = self.cfg.preflight > 0 or (self.cfg.preflight < 0 and self.ctx.device.type == "cuda")
         if run_preflight and state.batch_idx_train == 0:
             self._preflight()
-        _restore_rng(self._pending_rng)
+        if self._pending_process_state is not None:
+            restore_process_state(self.model, self._pending_process_state, self.ctx.device)
         self._spent_budget(started)  # a resumed step-capped run may already be in its cool-down
         while state.epoch <= cfg.num_epochs:
             self.scheduler.step_epoch(state.epoch - 1)
@@ -309,10 +316,10 @@ class Trainer:
 
     def _preflight(self) -> None:
         """Forward + backward (no update) on the sampler's most pessimistic batches; a memory error becomes a
-        one-line ConfigError with the fix. Random streams and gradients are left as they were."""
+        one-line ConfigError with the fix. Random streams, module state and gradients are left as they were."""
         from lhotse.dataset import find_pessimistic_batches
 
-        rng = _rng_state()
+        before = process_state(self.model, self.ctx.device)
         sampler = make_sampler(self.train_cuts, self.cfg.data, train=True, seed=self.cfg.seed,
                                world_size=self.ctx.world_size, rank=self.ctx.rank)
         batches, scores = find_pessimistic_batches(sampler)
@@ -338,7 +345,7 @@ class Trainer:
             if self.ctx.is_main:
                 log.info("pre-flight: batch with the largest %s (%d utterances, %.0f s) fits", criterion,
                          len(batch.cut_ids), batch.num_frames / 100)
-        _restore_rng(rng)
+        restore_process_state(self.model, before, self.ctx.device)
 
     def _budget_used(self, started: float) -> tuple[float, str]:
         """The used fraction of the training budget (1.0: all of it; 0.0 without a budget) and the name of the
@@ -534,21 +541,21 @@ class Trainer:
         )
 
         path = None
+        # every rank's random streams and module attributes (they differ between ranks)
+        process_states = D.all_gather_objects(process_state(self.model, self.ctx.device), self.ctx)
         if self.ctx.is_main:
             if kind == "epoch":
                 path = epoch_checkpoint_path(self.job.exp_dir, self.state.epoch)
             else:
                 path = batch_checkpoint_path(self.job.exp_dir, self.state.batch_idx_train)
-            payload = {
-                "model": self.model.state_dict(),
+            payload = {key: part.state_dict() if part is not None else None
+                       for key, part in self.stateful_parts().items()}
+            payload.update({
                 "model_avg": self.model_avg,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "train_state": self.state.to_dict(),
                 "config": self.resolved_config(),
-                "rng": _rng_state(),
-            }
+                "process_states": process_states,
+            })
             save_checkpoint(path, payload)
             if kind == "batch" and self.cfg.keep_last_k > 0:
                 remove_old_checkpoints(self.job.exp_dir, self.cfg.keep_last_k)
@@ -643,36 +650,6 @@ def _seed_everything(seed: int) -> None:
         np.random.seed(seed)
     except ImportError:  # pragma: no cover
         pass
-
-
-def _rng_state() -> dict:
-    """Every random stream training draws from (dropout: torch; SpecAugment: torch, python and numpy)."""
-    import numpy as np
-
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "python": list(_python_state_to_list(random.getstate())),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-    }
-
-
-def _python_state_to_list(state):
-    version, internal, gauss = state
-    return [version, list(internal), gauss]
-
-
-def _restore_rng(state: Optional[dict]) -> None:
-    if not state:
-        return
-    torch.set_rng_state(state["torch"])
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "numpy" in state:
-        import numpy as np
-
-        kind, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def _make_grad_scaler(cfg: TrainConfig, device: torch.device):

@@ -32,6 +32,8 @@ class ScheduledFloat(nn.Module):
         ``ScheduledFloat((0.0, 0.3), (20000.0, 0.1))`` is 0.3 at batch 0 and 0.1 from batch 20000 on.
     """
 
+    training_state_attributes = ("batch_count",)  # see asrkit.training.run_state
+
     def __init__(self, *points: tuple[float, float], default: float = 0.0) -> None:
         super().__init__()
         if not points:
@@ -465,6 +467,8 @@ class Whiten(nn.Module):
     checked with the max probability while the limit is violated, otherwise with the min probability.
     """
 
+    training_state_attributes = ("prob",)  # see asrkit.training.run_state
+
     def __init__(
         self, num_groups: int, whitening_limit: FloatLike, prob: tuple[float, float], grad_scale: FloatLike
     ) -> None:
@@ -473,7 +477,7 @@ class Whiten(nn.Module):
         self.whitening_limit = whitening_limit
         self.grad_scale = grad_scale
         self.min_prob, self.max_prob = prob
-        self.prob = self.max_prob
+        self.prob = self.max_prob  # switched by the backward pass: saved with checkpoints (exact resume)
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.jit.is_scripting() or not self.training or not x.requires_grad:
