@@ -93,3 +93,162 @@ def test_sigkill_of_the_two_process_demo_training_resumes_bit_identically(demo_d
         a, b = load_checkpoint(ref / f"checkpoint-{step}.pt"), load_checkpoint(cut / f"checkpoint-{step}.pt")
         for key in ("model", "model_avg", "optimizer", "scheduler", "train_state", "process_states"):
             assert not _differences(a[key], b[key]), f"checkpoint-{step}.pt: {key} differs"
+
+
+# ---------------------------------------------------------------------------------- bad audio in transcription
+@pytest.fixture(scope="module")
+def demo_exports(demo_data, tmp_path_factory):
+    """The demo preset (random weights, blank made less likely so that it emits tokens) exported in all formats."""
+    from asrkit.config import load_train_config
+    from asrkit.export import export_onnx, export_pretrained, export_torchscript
+    from asrkit.models.build import build_transducer
+    from asrkit.utils.dataclass_io import to_dict
+
+    root = tmp_path_factory.mktemp("demo-export")
+    bpe = demo_data["lang"] / "bpe.model"
+    from asrkit.data.tokenizer import Tokenizer
+
+    cfg = load_train_config(DEMO_PRESET)
+    cfg.model.vocab_size = Tokenizer.load(demo_data["lang"]).vocab_size
+    torch.manual_seed(0)
+    model = build_transducer(cfg.model).eval()
+    with torch.no_grad():
+        model.joiner.output_linear.bias[0] -= 2.0
+    export_pretrained(model, {"model": to_dict(cfg.model)}, bpe, root / "pretrained.pt")
+    export_torchscript(model, root / "jit", bpe)
+    export_onnx(model, root / "onnx", bpe, int8=False)
+    return {"pretrained": root / "pretrained.pt", "torchscript": root / "jit", "onnx": root / "onnx"}
+
+
+def _wav(path: Path, seconds: float, silent: bool = False) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(round(seconds * 16000))) / 16000
+    samples = np.zeros_like(t) if silent else 0.3 * np.sin(2 * np.pi * 300 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    sf.write(path, samples.astype(np.float32), 16000, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_and_good_audio(tmp_path_factory):
+    """Input files in a fixed order: (path, kind) with kind 'good', 'short', 'silent' (readable) or the reason
+    it cannot be read."""
+    d = tmp_path_factory.mktemp("audio")
+    files = [(_wav(d / "good-1.wav", 1.4), "good")]
+    (d / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 3)
+    files.append((d / "corrupt.wav", "cannot read audio file"))
+    (d / "empty.wav").write_bytes(b"")
+    files.append((d / "empty.wav", "audio file is empty (0 bytes)"))
+    files.append((_wav(d / "zero-length.wav", 0.0), "audio file has no samples"))
+    (d / "notes.txt").write_text("not audio at all\n")
+    files.append((d / "notes.txt", "cannot read audio file"))
+    files.append((d / "missing.wav", "audio file not found"))
+    for seconds in (0.01, 0.05, 0.1, 0.2):
+        files.append((_wav(d / f"short-{seconds:g}.wav", seconds), "short"))
+    files.append((_wav(d / "silent.wav", 1.0, silent=True), "silent"))
+    truncated = d / "truncated.wav"
+    truncated.write_bytes(_wav(d / "full.wav", 1.0).read_bytes()[:30])  # the header cut mid-way
+    files.append((truncated, "cannot read audio file"))
+    files.append((_wav(d / "good-2.wav", 2.1), "good"))
+    return files
+
+
+def _transcribe_cli(model: Path, paths: list[Path], *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "asrkit.cli.main", "transcribe", "--model", str(model),
+                           *map(str, paths), *extra], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("fmt", ["pretrained", "torchscript", "onnx"])
+def test_bulk_transcription_survives_bad_files(demo_exports, bad_and_good_audio, fmt):
+    """Every readable file gets a transcript line (in input order, the same as without the bad files), every
+    unreadable one exactly one error line naming it and why, then a summary; exit status 1; no traceback."""
+    from asrkit.inference import load_model, min_input_frames
+
+    model = demo_exports[fmt]
+    paths = [p for p, _ in bad_and_good_audio]
+    proc = _transcribe_cli(model, paths)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    readable = [str(p) for p, kind in bad_and_good_audio if kind in ("good", "short", "silent")]
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == readable
+    alone = _transcribe_cli(model, [p for p, kind in bad_and_good_audio if kind == "good"])
+    assert alone.returncode == 0, alone.stderr
+    good = {line.split("\t")[0]: line for line in alone.stdout.splitlines()}
+    assert any(line.split("\t")[1] for line in good.values()), "the model should emit tokens for speech-like audio"
+    assert [line for line in lines if line.split("\t")[0] in good] == list(good.values())
+
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    unreadable = [(p, why) for p, why in bad_and_good_audio if why not in ("good", "short", "silent")]
+    assert len(errors) == len(unreadable)
+    for line, (path, why) in zip(errors, unreadable):
+        assert str(path) in line and why in line, line
+    assert f"transcribed {len(readable)} of {len(paths)} files; {len(unreadable)} could not be read" in proc.stderr
+
+    # too-short audio: an empty transcript plus one note, exactly for the files below the model's minimum
+    min_seconds = min_input_frames(load_model(model)) * 0.01
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    shorter = [str(p) for p, kind in bad_and_good_audio if kind == "short" and float(p.stem[6:]) < min_seconds]
+    assert shorter and [n.split(": ")[1] for n in notes] == shorter
+    assert all(line.split("\t")[1] == "" for line in lines if line.split("\t")[0] in shorter)
+
+
+def test_the_minimum_input_comes_from_the_model_front_end(demo_exports):
+    """min_input_frames is where the encoder starts giving output: one frame less fails or gives none, in every
+    format, and it equals the zipformer's own length formula."""
+    from asrkit.data.features import FEATURE_PADDING_VALUE
+    from asrkit.inference import load_model, min_input_frames
+
+    found = {}
+    for fmt, path in demo_exports.items():
+        model = load_model(path)
+        frames = found[fmt] = min_input_frames(model)
+        x = torch.full((1, frames, 80), FEATURE_PADDING_VALUE / 2)
+        assert int(model.encode(x, torch.tensor([frames]))[1][0]) >= 1
+        try:
+            out_len = int(model.encode(x[:, 1:], torch.tensor([frames - 1]))[1][0])
+        except Exception:
+            out_len = 0
+        assert out_len < 1, fmt
+    assert len(set(found.values())) == 1, found
+    net = load_model(demo_exports["pretrained"]).net
+    assert int(net.encoder.output_lengths(torch.tensor([found["pretrained"]]))[0]) >= 1
+    assert int(net.encoder.output_lengths(torch.tensor([found["pretrained"] - 1]))[0]) < 1
+
+
+@pytest.mark.slow
+def test_ten_minutes_of_audio_are_transcribed_in_segments(demo_exports, tmp_path):
+    """A 10-minute file is decoded in pause-cut segments (whole-file attention would need ~60 GB), in one line."""
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    parts = []
+    for _ in range(200):  # 3-second "utterances" separated by pauses of varying length
+        t = np.arange(int(rng.uniform(1.5, 2.5) * 16000)) / 16000
+        parts.append(0.3 * np.sin(2 * np.pi * rng.uniform(200, 500) * t))
+        parts.append(np.zeros(int(rng.uniform(0.3, 1.0) * 16000)))
+    audio = np.concatenate(parts)[: 600 * 16000]
+    assert audio.size == 600 * 16000
+    sf.write(tmp_path / "long.wav", audio.astype(np.float32), 16000, subtype="PCM_16")
+    proc = _transcribe_cli(demo_exports["pretrained"], [tmp_path / "long.wav"])
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    assert line.split("\t")[0] == str(tmp_path / "long.wav") and line.split("\t")[1]
+
+
+def test_pause_cuts_keep_segments_short_and_cut_in_pauses():
+    from asrkit.inference import pause_cuts
+
+    feats = torch.zeros(1000, 80)
+    feats[:, :] = 1.0
+    feats[230] = -5.0  # a pause inside the search window of the first cut
+    feats[480] = -5.0
+    starts = pause_cuts(feats, max_frames=300, search_frames=100)
+    assert starts[:2] == [0, 230]
+    ends = starts[1:] + [1000]
+    assert all(0 < e - s <= 300 for s, e in zip(starts, ends))
+    assert 480 in starts
+    assert pause_cuts(feats, max_frames=2000, search_frames=100) == [0]

@@ -36,7 +36,9 @@ app.command("info")(info.info)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)
+        if isinstance(status, int) and status != 0:  # a command's typer.Exit(code), which click returns here
+            sys.exit(status)
     except AsrkitError as exc:
         if os.environ.get("ASRKIT_DEBUG") == "1":
             raise

@@ -16,18 +16,36 @@ def transcribe(
     method: Annotated[str, typer.Option(help="greedy_search | modified_beam_search")] = "greedy_search",
     batch_size: Annotated[int, typer.Option(help="Files decoded together.")] = 16,
     timestamps: Annotated[bool, typer.Option(help="Also print per-token times in seconds.")] = False,
+    segment_seconds: Annotated[float, typer.Option(
+        help="Longer files are decoded in segments of at most this length, cut at pauses (whole-file attention "
+             "needs memory growing with the square of the length); 0: never cut.")] = 60.0,
     blank_penalty: BlankPenalty = 0.0,
 ) -> None:
-    """Transcribe audio files; prints one line per file: <path><TAB><transcript>.
+    """Transcribe audio files; prints one line per readable file: <path><TAB><transcript>.
+
+    An unreadable file does not stop the run: it gets one 'error:' line on stderr, the others are transcribed,
+    a summary follows and the exit status is 1. Audio shorter than the model's minimum input gets an empty
+    transcript and a 'note:' line.
 
     Example: asrkit transcribe --model exp/zipformer-xs/exported/pretrained.pt a.wav b.flac
     """
-    from asrkit.inference import transcribe as run
+    from asrkit.inference import transcribe_files
 
     opts = {"blank_penalty": blank_penalty} if blank_penalty else {}
-    for row in run(model, audio, method=method, batch_size=batch_size, timestamps=timestamps, **opts):
+    report = transcribe_files(model, audio, method=method, batch_size=batch_size, timestamps=timestamps,
+                              segment_seconds=segment_seconds, **opts)
+    for row in report.transcripts:
         path, text = row[0], row[1]
         line = f"{path}\t{text}"
         if timestamps and len(row) > 2:
             line += "\t" + " ".join(f"{tok}@{t:.2f}" for tok, t in row[2])
         typer.echo(line)
+    for path in report.too_short:
+        typer.echo(f"note: {path}: shorter than the model's minimum input of {report.min_seconds:.2f} s; "
+                   "empty transcript", err=True)
+    for failure in report.errors:
+        typer.echo(f"error: {failure.reason}", err=True)
+    if report.errors:
+        typer.echo(f"transcribed {len(report.transcripts)} of {len(audio)} files; {len(report.errors)} could not "
+                   "be read", err=True)
+        raise typer.Exit(1)

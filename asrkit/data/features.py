@@ -16,6 +16,7 @@ import torch
 NUM_MEL_BINS = 80
 SAMPLE_RATE = 16000
 FRAME_SHIFT_S = 0.01
+FRAME_SHIFT_SAMPLES = int(SAMPLE_RATE * FRAME_SHIFT_S)  # 160
 FEATURE_PADDING_VALUE = math.log(1e-10)  # what sherpa-onnx pads batches with (about -23.03)
 
 
@@ -53,14 +54,23 @@ def compute_fbank(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.
         sample_rate: must be 16000 (resample first with ``asrkit.data.audio.resample``).
 
     Returns:
-        (T, 80) float32 tensor, T = round(N / 160).
+        (T, 80) float32 tensor, T = round(N / 160) (kaldi's frame count without snipped edges): T = 0 for fewer
+        than 80 samples.
     """
     global _EXTRACTOR
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"compute_fbank expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz")
     if _EXTRACTOR is None:
         _EXTRACTOR = fbank_extractor()
-    feats = _EXTRACTOR.extract(np.asarray(samples, dtype=np.float32).reshape(1, -1), SAMPLE_RATE)
+    samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+    num_frames = (samples.size + FRAME_SHIFT_SAMPLES // 2) // FRAME_SHIFT_SAMPLES
+    if num_frames == 0:
+        return torch.zeros((0, NUM_MEL_BINS), dtype=torch.float32)
+    if samples.size < FRAME_SHIFT_SAMPLES:
+        # lhotse's extractor fails on less than one hop; such audio is far below any model's minimum input, so
+        # zero-padding its single frame only has to keep it computable
+        samples = np.pad(samples, (0, FRAME_SHIFT_SAMPLES - samples.size))
+    feats = _EXTRACTOR.extract(samples.reshape(1, -1), SAMPLE_RATE)[:num_frames]
     return torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
 
 
