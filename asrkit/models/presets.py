@@ -49,7 +49,7 @@ def zipformer_xs(
         num_heads=(4, 4, 4, 4, 4, 4),
         cnn_module_kernel=(31, 31, 15, 15, 15, 31),
         # a 16-channel front-end: at 64 it alone costs more FLOPs than the whole conformer_lite_xs encoder, and 16
-        # instead of 32 makes a training step 17 % cheaper at the same loss per step (docs/benchmarks.md)
+        # instead of 32 makes a training step 17 % cheaper at the same loss per step (docs/experiments.md)
         subsampling_channels=16,
     )
     enc = EncoderConfig(type="zipformer", feature_norm=feature_norm, zipformer=z)  # type: ignore[arg-type]

@@ -35,7 +35,7 @@ class DistContext:
 
 
 # ``--world-size auto`` on CPU: on the 2-core reference machine two single-thread processes see ~1.8x the audio per
-# minute of one process with two threads in the demo's training (docs/benchmarks.md, "Eighth round"); more CPU
+# minute of one process with two threads in the demo's training (docs/experiments.md, 2026-12-05); more CPU
 # processes were never measured, and each adds a batch of max_duration seconds to every optimizer step, so auto stops
 # at two.
 AUTO_CPU_PROCESSES = 2

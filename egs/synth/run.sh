@@ -15,7 +15,7 @@ vocab_size=100
 epoch=""                        # epoch to decode/export (default: the recipe's num_epochs)
 avg=2
 method=modified_beam_search   # the method whose WER stage 8 prints (greedy_search is always decoded too)
-blank_penalty=0.5             # chosen on the dev voices (docs/benchmarks.md); 0 = off
+blank_penalty=0.5             # chosen on the dev voices (docs/experiments.md); 0 = off
 num_jobs=2
 world_size=auto                 # training processes; auto: one per GPU, on CPU 2 single-thread ones (2+ cores)
 force=""
