@@ -33,6 +33,8 @@ def decode_test_sets(
     int8: bool = False,
     lm: Path | None = None,
     lm_scale: float = 0.3,
+    skip_bad_audio: bool = False,
+    report: dict[str, dict] | None = None,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}. A non-zero ``blank_penalty`` search option
@@ -40,6 +42,11 @@ def decode_test_sets(
     modified beam search) appends ``-<lm file stem>-scale-<lm_scale>``.
 
     With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
+
+    With ``skip_bad_audio``, utterances whose audio or features cannot be read are left out (the WER is over
+    the decoded ones) and listed, one line each with the file and the reason, in ``skipped-<set>-<selection>.txt``;
+    without it the first one stops decoding with a DataError naming it. ``report``, when given, is filled with
+    ``{set name: {"decoded": n, "skipped": k, "skipped_file": path or None}}``.
     ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
     picks the quantized ONNX files); its reports are named after the format instead of the checkpoints.
     """
@@ -79,14 +86,28 @@ def decode_test_sets(
     for path in test_cuts:
         name = test_set_name(path)
         cuts = load_cuts(path).to_eager()
-        loader = make_loader(AsrDataset(tokenizer), make_sampler(cuts, data_cfg, train=False, seed=0))
+        dataset = AsrDataset(tokenizer, skip_bad_audio=skip_bad_audio)
+        loader = make_loader(dataset, make_sampler(cuts, data_cfg, train=False, seed=0))
         stamps: dict | None = {} if timestamps else None
         results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
                               **search_opts)
         key = f"{name}-{tag}"
         if stamps is not None:
             _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)
+        skipped_file = None
+        if dataset.skipped:
+            skipped_file = out_dir / f"skipped-{key}.txt"
+            skipped_file.parent.mkdir(parents=True, exist_ok=True)
+            skipped_file.write_text("".join(line + "\n" for line in dataset.skipped), encoding="utf-8")
+            log.warning("%s: %d utterances skipped (unreadable audio), listed in %s", name, len(dataset.skipped),
+                        skipped_file)
+        if not results:
+            from asrkit.errors import DataError
+
+            raise DataError(f"{path}: no utterance could be decoded ({len(dataset.skipped)} unreadable)")
         wers[name] = save_results(out_dir, key, results, setting=f"{method}-{tag}")
+        if report is not None:
+            report[name] = {"decoded": len(results), "skipped": len(dataset.skipped), "skipped_file": skipped_file}
         log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
     return wers
 

@@ -292,8 +292,10 @@ def _features(path: str | Path) -> torch.Tensor:
     return compute_fbank(samples, SAMPLE_RATE)
 
 
-def min_input_frames(model: InferenceModel, feature_dim: int = 80, limit: int = 1024) -> int:
+def min_input_frames(model: Any, feature_dim: int = 80, limit: int = 1024) -> int:
     """The fewest feature frames (10 ms each) the model's encoder turns into at least one output frame.
+
+    ``model``: an :class:`InferenceModel` or a ``Transducer`` (anything with ``encode(x, x_lens)``).
 
     Measured on the model itself (its convolutional front end decides; exports have no formula), by bisection
     over encoder runs on silence, and cached on the model. Shorter input gets an empty transcript.
@@ -317,7 +319,8 @@ def min_input_frames(model: InferenceModel, feature_dim: int = 80, limit: int = 
         return int(lens[0]) >= 1
 
     if not works(limit):
-        raise CheckpointError(f"the {model.format} model's encoder fails even on {limit} frames of input")
+        kind = getattr(model, "format", "") or type(model).__name__
+        raise CheckpointError(f"the {kind} model's encoder fails even on {limit} frames of input")
     lo, hi = 0, limit  # works(hi) holds; works(lo) does not (0 frames is no input)
     while hi - lo > 1:
         mid = (lo + hi) // 2

@@ -226,7 +226,7 @@ def test_ten_minutes_of_audio_are_transcribed_in_segments(demo_exports, tmp_path
 
     rng = np.random.default_rng(0)
     parts = []
-    for _ in range(200):  # 3-second "utterances" separated by pauses of varying length
+    for _ in range(260):  # 1.5-2.5 s "utterances" separated by pauses of 0.3-1 s
         t = np.arange(int(rng.uniform(1.5, 2.5) * 16000)) / 16000
         parts.append(0.3 * np.sin(2 * np.pi * rng.uniform(200, 500) * t))
         parts.append(np.zeros(int(rng.uniform(0.3, 1.0) * 16000)))
@@ -252,3 +252,50 @@ def test_pause_cuts_keep_segments_short_and_cut_in_pauses():
     assert all(0 < e - s <= 300 for s, e in zip(starts, ends))
     assert 480 in starts
     assert pause_cuts(feats, max_frames=2000, search_frames=100) == [0]
+
+
+# ---------------------------------------------------------------------------------- bad audio in decoding
+@pytest.fixture()
+def cuts_with_bad_audio(tmp_path):
+    """A test cut set read from audio (no stored features): 6 good utterances, a 0.05 s one, a corrupt file and
+    a missing file. Returns (cuts path, {kind: cut id})."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    recs, sups, ids = [], [], {}
+    for i in range(9):
+        path = _wav(tmp_path / f"utt-{i}.wav", 0.05 if i == 6 else 1.0 + 0.1 * i)
+        rec = Recording.from_file(path, recording_id=f"utt-{i}")
+        recs.append(rec)
+        sups.append(SupervisionSegment(id=rec.id, recording_id=rec.id, start=0.0, duration=rec.duration,
+                                       text="YES NO"))
+    (tmp_path / "utt-7.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 3)
+    (tmp_path / "utt-8.wav").unlink()
+    cuts = CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups))
+    cut_of = {cut.recording_id: cut.id for cut in cuts}
+    ids = {"short": cut_of["utt-6"], "corrupt": cut_of["utt-7"], "missing": cut_of["utt-8"]}
+    path = tmp_path / "bad_cuts_test.jsonl.gz"
+    cuts.to_file(path)
+    return path, ids
+
+
+def test_decode_skips_unreadable_utterances_and_counts_them(demo_exports, demo_data, cuts_with_bad_audio,
+                                                            tmp_path):
+    cuts, ids = cuts_with_bad_audio
+    cmd = [sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", str(tmp_path / "exp"), "--model",
+           str(demo_exports["pretrained"]), "--lang-dir", str(demo_data["lang"]), "--cuts", str(cuts)]
+    strict = subprocess.run(cmd, capture_output=True, text=True)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    (error,) = [line for line in strict.stderr.splitlines() if line.startswith("error: ")]
+    assert ids["corrupt"] in error or ids["missing"] in error, error
+    assert not list((tmp_path / "exp").glob("greedy_search/wer-summary-*"))
+
+    proc = subprocess.run(cmd + ["--skip-bad-audio"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    skipped = tmp_path / "exp" / "greedy_search" / "skipped-test-pretrained.txt"
+    assert f"over 7 utterances; 2 skipped for unreadable audio (listed in {skipped})" in proc.stdout
+    lines = skipped.read_text().splitlines()
+    assert len(lines) == 2 and {ids["corrupt"], ids["missing"]} == {line.split()[1].rstrip(":") for line in lines}
+    assert "No 'data' chunk marker" in "".join(lines) and "Traceback" not in "".join(lines)
+    recogs = (tmp_path / "exp" / "greedy_search" / "recogs-test-pretrained.txt").read_text()
+    assert f"{ids['short']}:\thyp=[]" in recogs  # too short for the front end: an empty hypothesis
+    assert ids["corrupt"] not in recogs and ids["missing"] not in recogs

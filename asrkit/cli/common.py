@@ -25,6 +25,9 @@ Force = Annotated[bool, typer.Option("--force", help="Redo the work even if its 
 NumJobs = Annotated[int, typer.Option("--num-jobs", "-j", help="Parallel processes.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 Device = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N")]
+SkipBadAudio = Annotated[
+    bool, typer.Option(help="Drop (log, count and list) utterances whose audio cannot be read instead of stopping.")
+]
 BlankPenalty = Annotated[
     float,
     typer.Option("--blank-penalty", help="Transducer searches: subtracted from the blank logit at every frame (> 0 "

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from asrkit.cli.common import Avg, BlankPenalty, Device, Epoch, ExpDir, Iter, LangDir, UseAveragedModel
+from asrkit.cli.common import Avg, BlankPenalty, Device, Epoch, ExpDir, Iter, LangDir, SkipBadAudio, UseAveragedModel
 
 
 def decode(
@@ -42,6 +42,7 @@ def decode(
                           "`asrkit prepare lm`)."),
     ] = None,
     lm_scale: Annotated[float, typer.Option(help="Weight of the --lm log-probabilities (tune it on a dev set).")] = 0.3,
+    skip_bad_audio: SkipBadAudio = False,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
 
@@ -64,7 +65,13 @@ def decode(
     if blank_penalty != 0.0:
         opts["blank_penalty"] = blank_penalty
     selection = model if model is not None else Selection(epoch, iter, avg, use_averaged_model)
+    counts: dict[str, dict] = {}
     wers = decode_test_sets(exp_dir, selection, cuts, lang_dir, method, opts, max_duration, device,
-                            timestamps=timestamps, int8=int8, lm=lm, lm_scale=lm_scale)
+                            timestamps=timestamps, int8=int8, lm=lm, lm_scale=lm_scale,
+                            skip_bad_audio=skip_bad_audio, report=counts)
     for name, wer in wers.items():
-        typer.echo(f"{name} {method}: %WER = {wer:.2f}")
+        line = f"{name} {method}: %WER = {wer:.2f}"
+        if counts[name]["skipped"]:
+            line += (f" over {counts[name]['decoded']} utterances; {counts[name]['skipped']} skipped for unreadable "
+                     f"audio (listed in {counts[name]['skipped_file']})")
+        typer.echo(line)

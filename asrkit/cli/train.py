@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from asrkit.cli.common import Device, ExpDir, LangDir, Overrides, Recipe, overrides_dict
+from asrkit.cli.common import Device, ExpDir, LangDir, Overrides, Recipe, SkipBadAudio, overrides_dict
 
 
 def train(
@@ -40,9 +40,7 @@ def train(
     average_period: Annotated[
         Optional[int], typer.Option(help="Update the running-average model every N batches.")
     ] = None,
-    skip_bad_audio: Annotated[
-        bool, typer.Option(help="Drop (log and count) utterances whose audio cannot be read instead of stopping.")
-    ] = False,
+    skip_bad_audio: SkipBadAudio = False,
 ) -> None:
     """Train a transducer with the pruned RNN-T loss.
 

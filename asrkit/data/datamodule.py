@@ -174,7 +174,17 @@ def load_cut_features(cut) -> torch.Tensor:
         raise
     except Exception as exc:
         source = getattr(getattr(cut, "features", None), "storage_path", None) or _audio_source(cut)
-        raise DataError(f"utterance {cut.id}: cannot read {source}: {exc}") from None
+        raise DataError(f"utterance {cut.id}: cannot read {source}: {_first_cause(exc)}") from None
+
+
+def _first_cause(exc: Exception) -> str:
+    """One line saying what is wrong. lhotse reports a failed read as several lines (one per audio backend
+    tried, then the call chain with whole manifests); the first backend's own message is the cause."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    for line in lines:
+        if line.startswith("Exception #0"):
+            return line.rsplit("'>: ", 1)[-1]
+    return lines[0]
 
 
 def _audio_source(cut) -> str:
@@ -202,7 +212,7 @@ class AsrDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.cut_transforms = cut_transforms or []
         self.skip_bad_audio = skip_bad_audio
-        self.num_skipped = 0
+        self.skipped: list[str] = []  # one line per dropped utterance: its id, file and what is wrong
 
     def __getitem__(self, cuts) -> Optional[Batch]:
         cuts = cuts.sort_by_duration(ascending=False)
@@ -215,8 +225,8 @@ class AsrDataset(torch.utils.data.Dataset):
             except DataError as exc:
                 if not self.skip_bad_audio:
                     raise
-                self.num_skipped += 1
-                log.warning("skipped (%d so far in this process): %s", self.num_skipped, exc)
+                self.skipped.append(str(exc))
+                log.warning("skipped (%d so far in this process): %s", len(self.skipped), exc)
                 continue
             kept.append(cut)
         if not kept:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from asrkit.decoding.search import check_options, get_search_function, run_search
+from asrkit.inference import min_input_frames
 from asrkit.decoding.timestamps import frames_to_seconds
 
 
@@ -51,14 +52,31 @@ def decode_cuts(
     if isinstance(model, torch.nn.Module):
         model.eval()
     unk_id = getattr(tokenizer, "unk_id", None)  # <unk> is never emitted (as in icefall/sherpa-onnx)
+    min_frames: int | None = None
     results: list[tuple[str, list[str], list[str]]] = []
     for batch in tqdm(batches, desc=f"decode ({method})", unit="batch", disable=not progress):
-        tokens, stamps, enc_lens = run_search(model, batch.features, batch.feature_lens, method, unk_id=unk_id,
-                                              return_timestamps=timestamps is not None, **opts)
+        if batch is None:  # every utterance of the batch had unreadable audio (skipped and counted by the dataset)
+            continue
+        # utterances too short for the encoder's front end are valid input: an empty hypothesis, as sherpa-onnx
+        if min_frames is None:
+            min_frames = min_input_frames(model, feature_dim=batch.features.shape[-1])
+        keep = (batch.feature_lens >= min_frames).nonzero().flatten()
+        tokens: list[list[int]] = [[] for _ in batch.cut_ids]
+        stamps: list[list[int]] = [[] for _ in batch.cut_ids]
+        enc_lens = torch.zeros(len(batch.cut_ids), dtype=torch.int64)
+        if keep.numel():
+            lens = batch.feature_lens[keep]
+            found, found_stamps, found_lens = run_search(
+                model, batch.features[keep, : int(lens.max())], lens, method, unk_id=unk_id,
+                return_timestamps=timestamps is not None, **opts)
+            for j, k in enumerate(keep.tolist()):
+                tokens[k], enc_lens[k] = found[j], found_lens[j]
+                if found_stamps is not None:
+                    stamps[k] = found_stamps[j]
         texts = tokenizer.decode(tokens)
         for k, (cut_id, ref, hyp) in enumerate(zip(batch.cut_ids, batch.texts, texts)):
             results.append((str(cut_id), ref.split(), hyp.split()))
             if timestamps is not None:
-                seconds = frames_to_seconds(stamps[k], int(batch.feature_lens[k]), int(enc_lens[k]))
+                seconds = frames_to_seconds(stamps[k], int(batch.feature_lens[k]), max(int(enc_lens[k]), 1))
                 timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds)]
     return results
