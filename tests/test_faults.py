@@ -299,3 +299,47 @@ def test_decode_skips_unreadable_utterances_and_counts_them(demo_exports, demo_d
     recogs = (tmp_path / "exp" / "greedy_search" / "recogs-test-pretrained.txt").read_text()
     assert f"{ids['short']}:\thyp=[]" in recogs  # too short for the front end: an empty hypothesis
     assert ids["corrupt"] not in recogs and ids["missing"] not in recogs
+
+
+# ---------------------------------------------------------------------------------- the experiment directory
+def _tiny_demo_cmd(data, exp_dir: Path, *extra: str) -> list[str]:
+    """The demo preset, one process, two steps."""
+    return [sys.executable, "-m", "asrkit.cli.main", "train", "--recipe", str(DEMO_PRESET), "--exp-dir", str(exp_dir),
+            "--train-cuts", str(data["train"]), "--lang-dir", str(data["lang"]), "--device", "cpu",
+            "--set", "max_minutes=0", "--set", "max_steps=2", "--set", "save_every_n=1", *extra]
+
+
+def test_train_refuses_an_exp_dir_of_another_run_unless_told(demo_data, tmp_path):
+    exp = tmp_path / "exp"
+    subprocess.run(_tiny_demo_cmd(demo_data, exp), check=True, capture_output=True)
+    before = {p.name: p.read_bytes() for p in exp.glob("*.pt")} | {"config.yaml": (exp / "config.yaml").read_bytes()}
+
+    def run(*extra):
+        return subprocess.run(_tiny_demo_cmd(demo_data, exp, *extra), capture_output=True, text=True)
+
+    def unchanged():
+        now = {p.name: p.read_bytes() for p in exp.glob("*.pt")} | {"config.yaml": (exp / "config.yaml").read_bytes()}
+        return now == before
+
+    same = run()  # the same config again, without --resume: it would overwrite the checkpoints
+    assert same.returncode == 1 and unchanged()
+    assert f"error: {exp} already holds this run (2 checkpoints, newest checkpoint-2.pt)" in same.stderr
+    assert "--resume" in same.stderr and "--force" in same.stderr
+
+    other = run("--set", "optim.base_lr=0.01")
+    assert other.returncode == 1 and unchanged()
+    assert "holds a run with another config (optim.base_lr: 0.045 -> 0.01)" in other.stderr
+
+    model = run("--resume", "--set", "model.joiner.dim=128")
+    assert model.returncode == 1 and unchanged()
+    assert "cannot resume the run in" in model.stderr and "model.joiner.dim: 256 -> 128" in model.stderr
+
+    resumed = run("--resume", "--set", "max_steps=3")  # a raised budget: resumes and says what changed
+    assert resumed.returncode == 0, resumed.stderr
+    assert (exp / "checkpoint-3.pt").exists()
+    assert "resuming with a changed setting: max_steps: 2 -> 3" in (exp / "log" / "train.log").read_text()
+
+    forced = run("--force", "--set", "max_steps=1")
+    assert forced.returncode == 0, forced.stderr
+    assert sorted(p.name for p in exp.glob("*.pt")) == ["checkpoint-1.pt"]
+    assert "max_steps: 1" in (exp / "config.yaml").read_text()

@@ -27,6 +27,9 @@ def train(
     start_epoch: Annotated[int, typer.Option(help="Resume from epoch-(N-1).pt (1 = from scratch).")] = 1,
     start_batch: Annotated[int, typer.Option(help="Resume from checkpoint-N.pt (mid-epoch).")] = 0,
     resume: Annotated[bool, typer.Option(help="Resume from the latest checkpoint in --exp-dir, if any.")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Start over in an --exp-dir that holds another run: its checkpoints, config.yaml and TensorBoard "
+             "logs are removed (without it, such a directory is refused).")] = False,
     num_epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's num_epochs.")] = None,
     set_: Overrides = None,
     device: Device = "auto",
@@ -81,6 +84,7 @@ def train(
         start_epoch=start_epoch,
         start_batch=start_batch,
         resume=resume,
+        force=force,
         master_port=master_port,
     )
     run_training(job, cfg)

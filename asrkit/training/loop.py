@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from asrkit.config import TrainConfig, save_yaml
+from asrkit.config import TrainConfig
 from asrkit.data.augment import build_feature_augment
 from asrkit.data.datamodule import (
     AsrDataset,
@@ -39,6 +39,7 @@ from asrkit.data.tokenizer import Tokenizer
 from asrkit.errors import AsrkitError, ConfigError, DataError
 from asrkit.models import set_batch_count
 from asrkit.training import distributed as D
+from asrkit.training.experiment import write_experiment_config
 from asrkit.training.run_state import process_state, restore_process_state, state_for_rank
 from asrkit.training.schedulers import cooldown_factor
 from asrkit.training.state import TrainState
@@ -61,6 +62,7 @@ class TrainJob:
     start_epoch: int = 0  # > 0: resume from epoch-(start_epoch-1).pt
     start_batch: int = 0  # > 0: resume from checkpoint-<start_batch>.pt
     resume: bool = False  # resume from the latest checkpoint in exp_dir, if any
+    force: bool = False  # start over in an exp_dir that holds another run (its checkpoints are removed)
     master_port: int = 12354
     tensorboard: bool = True
     progress: bool = True
@@ -86,11 +88,18 @@ def train(job: TrainJob, cfg: TrainConfig) -> Path:
         ConfigError / DataError: bad options or data, naming the culprit.
         TrainingInterrupted: on SIGINT/SIGTERM, after writing a checkpoint.
     """
+    import os
+
     job.exp_dir = Path(job.exp_dir)
+    if not D.launched_by_torchrun() or os.environ.get("RANK") == "0":  # one process decides, before any writes
+        from asrkit.training.experiment import claim_experiment_dir
+
+        setup_logging(job.exp_dir / "log" / "train.log")  # what it decides is in the run's log too
+        cfg.model.vocab_size = Tokenizer.load(job.lang_dir).vocab_size
+        claim_experiment_dir(job.exp_dir, to_dict(cfg), resume=job.resume or job.start_epoch > 1
+                             or job.start_batch > 0, force=job.force)
     job.exp_dir.mkdir(parents=True, exist_ok=True)
     if D.launched_by_torchrun():
-        import os
-
         return _run_rank(
             int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]), job, cfg
         )
@@ -154,7 +163,7 @@ class Trainer:
             log.info("model: %s encoder, %s parameters", cfg.model.encoder.type, f"{self.num_params:,}")
             log.info("pruned RNN-T loss backend: %s; device: %s; world size: %d", self.loss_backend, ctx.device,
                      ctx.world_size)
-            save_yaml(self.resolved_config(), job.exp_dir / "config.yaml")
+            write_experiment_config(job.exp_dir, self.resolved_config())
         o = cfg.optim
         self.optimizer = build_optimizer(self.model, o.name, o.base_lr, o.weight_decay,
                                          clipping_scale=o.clipping_scale if o.name == "scaled_adam" else None)
