@@ -18,8 +18,8 @@ CHUNK = 16  # 50 Hz frames: 320 ms
 LEFT = 32
 
 
-def causal_encoder(chunk: int = CHUNK, left: int = LEFT, **kw) -> Zipformer2:
-    """A tiny causal Zipformer2 (six stacks, downsampling up to 8, two layers in the first stack), random init."""
+def tiny_causal_config(chunk: int = CHUNK, left: int = LEFT, **kw) -> ZipformerConfig:
+    """A tiny causal Zipformer2 (six stacks, downsampling up to 8, two layers in the first stack)."""
     cfg = ZipformerConfig(
         num_encoder_layers=(2, 1, 1, 1, 1, 1),
         encoder_dim=(32, 48, 48, 48, 48, 48),
@@ -32,20 +32,27 @@ def causal_encoder(chunk: int = CHUNK, left: int = LEFT, **kw) -> Zipformer2:
         chunk_size=(chunk,),
         left_context_frames=(left,),
     )
-    cfg = dataclasses.replace(cfg, **kw)
-    torch.manual_seed(0)
-    enc = build_zipformer(cfg, feature_dim=F).eval()
-    # Random init leaves the learned edge corrections of the chunk-wise convs at zero and keeps the attention
-    # scores and the front end's ConvNeXt branch tiny; enlarge them (as training does) so chunk edges and every
-    # cache visibly change the output.
+    return dataclasses.replace(cfg, **kw)
+
+
+def enlarge_(model: torch.nn.Module) -> None:
+    """Random init leaves the learned edge corrections of the chunk-wise convs at zero and keeps the attention
+    scores and the front end's ConvNeXt branch tiny; enlarge them (as training does) so chunk edges and every
+    cache visibly change the output."""
     with torch.no_grad():
-        for name, p in enc.named_parameters():
+        for name, p in model.named_parameters():
             if name.endswith("chunkwise_conv_scale"):
                 p.normal_(0.0, 0.5)
             elif name.endswith("self_attn_weights.in_proj.weight"):
                 p.mul_(10.0)
             elif name.endswith("convnext.pointwise_conv2.weight"):
                 p.mul_(30.0)
+
+
+def causal_encoder(chunk: int = CHUNK, left: int = LEFT, **kw) -> Zipformer2:
+    torch.manual_seed(0)
+    enc = build_zipformer(tiny_causal_config(chunk, left, **kw), feature_dim=F).eval()
+    enlarge_(enc)
     return enc
 
 

@@ -1,0 +1,231 @@
+"""Chunk-wise (streaming) transducer decoding with a causal Zipformer2 encoder.
+
+A :class:`DecodeStream` is one utterance: features arrive in pieces (:meth:`DecodeStream.accept_features`), the
+encoder runs one chunk at a time carrying its caches (:meth:`~asrkit.models.zipformer.encoder.Zipformer2.
+streaming_forward`), and the search state (greedy or modified beam) carries over from chunk to chunk.
+:func:`decode_chunk` advances a batch of streams of any ages by one chunk; :func:`decode_streaming` decodes a
+whole set through a pool of ``num_streams`` live streams, a new utterance joining as soon as one ends.
+
+The result equals "simulated streaming" (:func:`~asrkit.decoding.search.run_search` on the whole utterance,
+whose causal encoder uses the same chunk mask and left context) token for token.
+
+Shape legend: B streams, T input frames, F feature bins, N chunk size (50 Hz frames), J joiner dim.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+from asrkit.decoding.greedy_search import GreedyStream, greedy_result, greedy_search_step
+from asrkit.decoding.hypothesis import SearchOutput
+from asrkit.decoding.modified_beam_search import BeamStream, beam_result, modified_beam_search_step
+from asrkit.errors import ConfigError
+
+PAD_VALUE = -23.025850929940457
+"""ln(1e-10): what the input window is padded with after a stream's last frame (masked, never seen)."""
+
+
+@dataclass(frozen=True)
+class StreamingSearch:
+    """A search that runs block by block: ``start(model)`` makes one utterance's state, ``step(model,
+    encoder_out, encoder_out_lens, states, **opts)`` advances a batch of them, ``result(model, states,
+    return_timestamps, **opts)`` reads off the best hypotheses."""
+
+    start: Callable[[Any], Any]
+    step: Callable[..., None]
+    result: Callable[..., Any]
+
+
+STREAMING_SEARCHES: dict[str, StreamingSearch] = {
+    "greedy_search": StreamingSearch(GreedyStream.start, greedy_search_step, greedy_result),
+    "modified_beam_search": StreamingSearch(BeamStream.start, modified_beam_search_step, beam_result),
+}
+"""Methods :func:`decode_streaming` supports."""
+
+_STEP_POSITIONAL = {"model", "encoder_out", "encoder_out_lens", "streams", "cache"}
+
+
+def get_streaming_search(method: str, opts: dict[str, Any]) -> StreamingSearch:
+    """The block-wise search registered under ``method``, after checking its options.
+
+    Raises:
+        ConfigError: unknown method or option, listing the valid ones.
+    """
+    if method not in STREAMING_SEARCHES:
+        raise ConfigError(f"decoding method {method!r} has no streaming version",
+                          hint=f"valid streaming methods: {', '.join(STREAMING_SEARCHES)}")
+    search = STREAMING_SEARCHES[method]
+    valid = [p for p in inspect.signature(search.step).parameters if p not in _STEP_POSITIONAL]
+    unknown = sorted(set(opts) - set(valid))
+    if unknown:
+        raise ConfigError(f"streaming {method} does not accept option(s) {', '.join(unknown)}",
+                          hint=f"valid options: {', '.join(valid)}")
+    return search
+
+
+class DecodeStream:
+    """One utterance decoded chunk by chunk.
+
+    Args:
+        model: a ``Transducer`` whose encoder is a causal Zipformer2 (its first ``chunk_size`` /
+            ``left_context_frames`` entries are the decoding-time values).
+        search_state: the search's per-utterance state (``StreamingSearch.start(model)``).
+        utt_id: a name for results and error messages.
+        device: where the encoder states live.
+    """
+
+    def __init__(self, model: Any, search_state: Any, utt_id: str = "", device: torch.device | str = "cpu") -> None:
+        encoder = model.encoder
+        self.utt_id = utt_id
+        self.window, self.shift = encoder.streaming_input_frames()
+        self.states: list[torch.Tensor] = encoder.get_init_states(1, torch.device(device))
+        self.search = search_state
+        self.num_chunks = 0
+        self._buffer: torch.Tensor | None = None  # input frames from the next chunk's first frame on
+        self._input_done = False
+
+    def accept_features(self, features: torch.Tensor) -> None:
+        """Append frames (T, F) that arrived."""
+        if self._input_done:
+            raise ValueError(f"stream {self.utt_id!r}: features after input_finished()")
+        if features.dim() != 2:
+            raise ValueError(f"stream {self.utt_id!r}: features must be (T, F), got shape {tuple(features.shape)}")
+        self._buffer = features if self._buffer is None else torch.cat([self._buffer, features], dim=0)
+
+    def input_finished(self) -> None:
+        """No more features: the last (partial) chunk may be decoded."""
+        self._input_done = True
+
+    @property
+    def buffered_frames(self) -> int:
+        return 0 if self._buffer is None else self._buffer.size(0)
+
+    @property
+    def ready(self) -> bool:
+        """True when the next chunk can be decoded: a full input window, or the end of the input with frames
+        that still give output."""
+        n = self.buffered_frames
+        return n >= self.window or (self._input_done and n >= 9)  # (n - 7) // 2 >= 1 output frame
+
+    @property
+    def done(self) -> bool:
+        """True when the input is finished and every chunk decoded."""
+        return self._input_done and not self.ready
+
+    def next_chunk(self) -> tuple[torch.Tensor, int]:
+        """The next chunk's input window (window, F), padded with ln(1e-10), and its number of real frames;
+        advances the buffer by one chunk shift."""
+        assert self._buffer is not None and self.ready, f"stream {self.utt_id!r} is not ready"
+        piece = self._buffer[: self.window]
+        valid = piece.size(0)
+        if valid < self.window:
+            piece = torch.nn.functional.pad(piece, (0, 0, 0, self.window - valid), value=PAD_VALUE)
+        self._buffer = self._buffer[self.shift :]
+        return piece, valid
+
+
+class StreamResult(NamedTuple):
+    """Tokens (and encoder-frame timestamps) of one utterance decoded chunk-wise."""
+
+    utt_id: str
+    tokens: list[int]
+    timestamps: list[int]
+
+
+@torch.no_grad()
+def decode_chunk(model: Any, streams: list[DecodeStream], method: str = "greedy_search", **opts: Any) -> None:
+    """Advance ready streams of any ages by one chunk each, in one batched encoder call.
+
+    Args:
+        model: as for :class:`DecodeStream`.
+        streams: streams whose ``ready`` is True, all made for ``method``.
+        method: a name in :data:`STREAMING_SEARCHES`.
+        **opts: the search's options (``max_sym_per_frame``, ``beam_size``, ``blank_penalty``, ``unk_id``...).
+    """
+    search = get_streaming_search(method, opts)
+    if not streams:
+        return
+    encoder = model.encoder
+    device = streams[0].states[0].device
+    pieces, lens = zip(*(s.next_chunk() for s in streams))
+    x = torch.stack(pieces).to(device)  # (B, window, F)
+    x_lens = torch.tensor(lens, dtype=torch.int64, device=device)
+    out, out_lens, states = encoder.streaming_forward(x, x_lens, encoder.stack_states([s.states for s in streams]))
+    search.step(model, model.joiner.encoder_proj(out), out_lens, [s.search for s in streams], **opts)
+    for s, st in zip(streams, encoder.unstack_states(states)):
+        s.states = st
+        s.num_chunks += 1
+
+
+def stream_result(model: Any, stream: DecodeStream, method: str, **opts: Any) -> StreamResult:
+    """The best hypothesis of a stream so far (a partial result while it is live, the final one when done)."""
+    extra = {k: opts[k] for k in ("lm", "lm_scale") if k in opts}  # the beam's final choice uses the LM too
+    out = get_streaming_search(method, opts).result(model, [stream.search], True, **extra)
+    assert isinstance(out, SearchOutput)
+    return StreamResult(stream.utt_id, out.tokens[0], out.timestamps[0])
+
+
+@torch.no_grad()
+def decode_streaming(
+    model: Any,
+    utterances: Iterable[tuple[str, torch.Tensor]],
+    method: str = "greedy_search",
+    num_streams: int = 4,
+    device: torch.device | str = "cpu",
+    **opts: Any,
+) -> list[StreamResult]:
+    """Decode utterances chunk by chunk through a pool of ``num_streams`` live streams.
+
+    Each utterance's features are fed whole (as a file decoder does); every call decodes one chunk of each live
+    stream, and a new utterance takes a finished stream's place before the next call, so streams of different
+    ages share the batch.
+
+    Args:
+        model: a ``Transducer`` with a causal Zipformer2 encoder (eval mode is set here).
+        utterances: ``(utt_id, features (T, F))`` pairs.
+        method: ``greedy_search`` or ``modified_beam_search``.
+        num_streams: most streams decoded together (>= 1).
+        device: where the model is.
+        **opts: the search's options.
+
+    Returns:
+        One :class:`StreamResult` per utterance, in input order.
+
+    Raises:
+        ConfigError: unknown method/option, a non-causal model or an unstreamable chunk configuration.
+    """
+    if num_streams < 1:
+        raise ConfigError(f"num_decode_streams must be >= 1, got {num_streams}")
+    search = get_streaming_search(method, opts)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    pending = iter(utterances)
+    order: list[str] = []
+    finished: dict[str, StreamResult] = {}
+    live: list[DecodeStream] = []
+    exhausted = False
+    while True:
+        while True:  # retire finished streams (new ones too: an utterance may be too short for any output), refill
+            for s in [s for s in live if s.done]:
+                finished[s.utt_id] = stream_result(model, s, method, **opts)
+                live.remove(s)
+            if exhausted or len(live) >= num_streams:
+                break
+            item = next(pending, None)
+            if item is None:
+                exhausted = True
+                continue
+            stream = DecodeStream(model, search.start(model), str(item[0]), device)
+            stream.accept_features(item[1].to(device))
+            stream.input_finished()
+            order.append(stream.utt_id)
+            live.append(stream)
+        if not live:
+            break
+        decode_chunk(model, live, method, **opts)
+    return [finished[u] for u in order]
