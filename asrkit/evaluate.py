@@ -33,6 +33,7 @@ def decode_test_sets(
     int8: bool = False,
     lm: Path | None = None,
     lm_scale: float = 0.3,
+    decode_config=None,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}. A non-zero ``blank_penalty`` search option
@@ -42,18 +43,31 @@ def decode_test_sets(
     With ``timestamps``, also ``timestamps-<set>-<selection>.txt``: ``cut_id<TAB>token@seconds ...`` per line.
     ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
     picks the quantized ONNX files); its reports are named after the format instead of the checkpoints.
+
+    ``decode_config`` (a :class:`~asrkit.config.DecodeConfig`) sets a causal model's decoding chunk size and left
+    context (simulated streaming) or decodes chunk-wise (``streaming``); it appends ``-chunk-C-left-L``
+    (``-streaming``) to ``<selection>``.
     """
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
     from asrkit.data.tokenizer import Tokenizer
     from asrkit.decoding.driver import decode_cuts
     from asrkit.decoding.scoring import save_results
+    from asrkit.decoding.streaming import apply_decode_config, decode_cuts_streaming
     from asrkit.training.selection import load_selected_model
 
     from asrkit.training.distributed import pick_device
 
+    from asrkit.config import DecodeConfig
+
+    decode_config = decode_config or DecodeConfig()
     if isinstance(selection, Path):  # an exported model (any format) instead of checkpoints
+        from asrkit.errors import ConfigError
         from asrkit.inference import load_model
+
+        if decode_config.chunked:
+            raise ConfigError("--chunk-size/--left-context-frames/--streaming need --epoch/--iter checkpoints, not "
+                              "an exported --model")
 
         model = load_model(selection, device=pick_device(device, 0), int8=int8, num_threads=2)
         tokenizer = model.tokenizer
@@ -61,7 +75,7 @@ def decode_test_sets(
     else:
         tokenizer = Tokenizer.load(lang_dir)
         model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
-        tag = selection.suffix
+        tag = selection.suffix + apply_decode_config(model, decode_config)
     search_opts = dict(search_opts or {})
     if search_opts.get("blank_penalty"):
         tag += f"-blank-penalty-{search_opts['blank_penalty']:g}"
@@ -81,8 +95,12 @@ def decode_test_sets(
         cuts = load_cuts(path).to_eager()
         loader = make_loader(AsrDataset(tokenizer), make_sampler(cuts, data_cfg, train=False, seed=0))
         stamps: dict | None = {} if timestamps else None
-        results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
-                              **search_opts)
+        if decode_config.streaming:
+            results = decode_cuts_streaming(model, loader, tokenizer, method, decode_config.num_decode_streams,
+                                            progress=progress, timestamps=stamps, **search_opts)
+        else:
+            results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
+                                  **search_opts)
         key = f"{name}-{tag}"
         if stamps is not None:
             _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)

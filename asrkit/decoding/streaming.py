@@ -24,6 +24,7 @@ import torch
 from asrkit.decoding.greedy_search import GreedyStream, greedy_result, greedy_search_step
 from asrkit.decoding.hypothesis import SearchOutput
 from asrkit.decoding.modified_beam_search import BeamStream, beam_result, modified_beam_search_step
+from asrkit.decoding.search import model_device
 from asrkit.errors import ConfigError
 
 PAD_VALUE = -23.025850929940457
@@ -229,3 +230,64 @@ def decode_streaming(
             break
         decode_chunk(model, live, method, **opts)
     return [finished[u] for u in order]
+
+
+def apply_decode_config(model: Any, cfg: Any) -> str:
+    """Set a checkpoint model's decoding-time chunking from a :class:`~asrkit.config.DecodeConfig` and return the
+    suffix that names its reports (``-chunk-16-left-64``, plus ``-streaming`` for chunk-wise decoding; ``""``
+    when nothing is chunked).
+
+    Raises:
+        ConfigError: the model has no causal Zipformer2 encoder, or the values are invalid.
+    """
+    if not cfg.chunked:
+        return ""
+    encoder = getattr(model, "encoder", None)
+    if not hasattr(encoder, "set_decoding_chunk"):
+        raise ConfigError("--chunk-size/--left-context-frames/--streaming need a checkpoint of a zipformer model "
+                          "trained with causal: true", hint="exported models keep their chunking as exported")
+    encoder.set_decoding_chunk(cfg.chunk_size, cfg.left_context_frames)
+    if cfg.streaming:
+        encoder.streaming_chunk_config()  # fail before decoding anything
+    tag = f"-chunk-{encoder.chunk_size[0]}-left-{encoder.left_context_frames[0]}"
+    return tag + ("-streaming" if cfg.streaming else "")
+
+
+@torch.no_grad()
+def decode_cuts_streaming(
+    model: Any,
+    batches: Iterable[Any],
+    tokenizer: Any,
+    method: str = "greedy_search",
+    num_streams: int = 8,
+    progress: bool = True,
+    timestamps: dict | None = None,
+    **opts: Any,
+) -> list[tuple[str, list[str], list[str]]]:
+    """:func:`~asrkit.decoding.driver.decode_cuts` for chunk-wise decoding: the utterances of ``batches`` go
+    through :func:`decode_streaming` (``num_streams`` live streams) and come back as ``[(cut_id, ref_words,
+    hyp_words), ...]`` in batch order (``timestamps`` filled as there)."""
+    from tqdm import tqdm
+
+    from asrkit.decoding.driver import add_results
+
+    unk_id = getattr(tokenizer, "unk_id", None)  # <unk> is never emitted (as in icefall/sherpa-onnx)
+    if "unk_id" not in opts:
+        opts = {**opts, "unk_id": unk_id}
+    get_streaming_search(method, opts)  # fail on a bad method/option before touching any data
+    refs: dict[str, tuple[str, int]] = {}
+
+    def utterances() -> Iterable[tuple[str, torch.Tensor]]:
+        for batch in tqdm(batches, desc=f"decode (streaming {method})", unit="batch", disable=not progress):
+            for cut_id, text, feats, n in zip(batch.cut_ids, batch.texts, batch.features, batch.feature_lens.tolist()):
+                refs[str(cut_id)] = (text, n)
+                yield str(cut_id), feats[:n]
+
+    out = decode_streaming(model, utterances(), method, num_streams, model_device(model), **opts)
+    ids = [r.utt_id for r in out]
+    lens = [refs[i][1] for i in ids]
+    enc_lens = model.encoder.output_lengths(torch.tensor(lens)).tolist()
+    results: list[tuple[str, list[str], list[str]]] = []
+    add_results(results, timestamps, tokenizer, ids, [refs[i][0] for i in ids], [r.tokens for r in out],
+                [r.timestamps for r in out], lens, enc_lens)
+    return results

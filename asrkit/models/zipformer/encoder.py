@@ -210,6 +210,28 @@ class Zipformer2(nn.Module):
         return x, out_lens, new_states
 
     @torch.jit.unused
+    def set_decoding_chunk(self, chunk_size: Optional[int] = None, left_context_frames: Optional[int] = None) -> None:
+        """Replace the decoding-time (first) ``chunk_size`` / ``left_context_frames`` entries (``None``: keep);
+        both :meth:`forward` in evaluation mode (simulated streaming) and :meth:`streaming_forward` use them.
+
+        Raises:
+            ConfigError: the model is not causal, or a value is invalid (naming the option).
+        """
+        if not self.causal:
+            raise ConfigError("--chunk-size/--left-context-frames need a causal model (model.encoder.zipformer."
+                              "causal: true)", hint="train a streaming preset such as recipes/zipformer-xs-streaming.yaml")
+        max_ds = max(self.downsampling_factor)
+        if chunk_size is not None:
+            if chunk_size == 0 or chunk_size < -1 or (chunk_size > 0 and chunk_size % max_ds):
+                raise ConfigError(f"--chunk-size: {chunk_size} must be -1 or a positive multiple of "
+                                  f"max(downsampling_factor) = {max_ds}")
+            self.chunk_size = [chunk_size] + self.chunk_size[1:]
+        if left_context_frames is not None:
+            if left_context_frames < -1:
+                raise ConfigError(f"--left-context-frames: {left_context_frames} must be -1 (unlimited) or >= 0")
+            self.left_context_frames = [left_context_frames] + self.left_context_frames[1:]
+
+    @torch.jit.unused
     def streaming_chunk_config(self) -> tuple[int, int]:
         """(chunk_size, left_context_frames) at 50 Hz that streaming uses: the first entries of the config (the
         decoding-time values), the left context rounded as :meth:`forward`'s mask rounds it (whole chunks, >= 1).
