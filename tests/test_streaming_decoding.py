@@ -10,8 +10,15 @@ import torch
 from test_streaming_encoder import F, enlarge_, tiny_causal_config, utterances
 
 from asrkit.decoding.search import run_search
-from asrkit.decoding.streaming import DecodeStream, StreamResult, decode_chunk, decode_streaming, stream_result
-from asrkit.decoding.streaming import STREAMING_SEARCHES
+from asrkit.decoding.streaming import (
+    STREAMING_SEARCHES,
+    DecodeStream,
+    StreamResult,
+    as_streaming,
+    decode_chunk,
+    decode_streaming,
+    stream_result,
+)
 from asrkit.errors import ConfigError
 from asrkit.models import presets
 from asrkit.models.build import build_transducer
@@ -77,6 +84,7 @@ def test_features_fed_in_small_pieces_as_a_live_client_does():
     feats = utterances([250, 333, 120])
     model = causal_transducer(feats, chunk=32, left=64)
     ref, _ = simulated(model, feats, "modified_beam_search", beam_size=3)
+    model = as_streaming(model)
     search = STREAMING_SEARCHES["modified_beam_search"]
     streams = [DecodeStream(model, search.start(model), f"u{i}") for i in range(3)]
     fed = [0, 0, 0]
@@ -99,7 +107,7 @@ def test_features_fed_in_small_pieces_as_a_live_client_does():
 def test_short_utterance_gives_empty_result_and_bad_options_are_named():
     model = causal_transducer(utterances([100]))
     (r,) = decode_streaming(model, [("tiny", torch.zeros(5, F))], "greedy_search")
-    assert r == StreamResult("tiny", [], [])
+    assert r == StreamResult("tiny", [], [], 0)
     with pytest.raises(ConfigError, match="beam_search"):
         decode_streaming(model, [], "beam_search")
     with pytest.raises(ConfigError, match="beam_size"):

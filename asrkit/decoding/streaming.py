@@ -1,8 +1,9 @@
 """Chunk-wise (streaming) transducer decoding with a causal Zipformer2 encoder.
 
-A :class:`DecodeStream` is one utterance: features arrive in pieces (:meth:`DecodeStream.accept_features`), the
-encoder runs one chunk at a time carrying its caches (:meth:`~asrkit.models.zipformer.encoder.Zipformer2.
-streaming_forward`), and the search state (greedy or modified beam) carries over from chunk to chunk.
+The model is a :class:`~asrkit.models.transducer.streaming.StreamingTransducer` (:func:`as_streaming` wraps a
+``Transducer``; a TorchScript streaming export loads as one). A :class:`DecodeStream` is one utterance: features
+arrive in pieces (:meth:`DecodeStream.accept_features`), the encoder runs one chunk at a time carrying its caches,
+and the search state (greedy or modified beam) carries over from chunk to chunk.
 :func:`decode_chunk` advances a batch of streams of any ages by one chunk; :func:`decode_streaming` decodes a
 whole set through a pool of ``num_streams`` live streams, a new utterance joining as soon as one ends.
 
@@ -26,6 +27,7 @@ from asrkit.decoding.hypothesis import SearchOutput
 from asrkit.decoding.modified_beam_search import BeamStream, beam_result, modified_beam_search_step
 from asrkit.decoding.search import model_device
 from asrkit.errors import ConfigError
+from asrkit.models.zipformer.encoder import stack_states, unstack_states
 
 PAD_VALUE = -23.025850929940457
 """ln(1e-10): what the input window is padded with after a stream's last frame (masked, never seen)."""
@@ -69,24 +71,38 @@ def get_streaming_search(method: str, opts: dict[str, Any]) -> StreamingSearch:
     return search
 
 
+def as_streaming(model: Any) -> Any:
+    """``model`` if it already has the streaming API (``streaming_encode``: a StreamingTransducer, eager or
+    TorchScript), else a :class:`~asrkit.models.transducer.streaming.StreamingTransducer` around the
+    ``Transducer`` (sharing its parameters, in eval mode).
+
+    Raises:
+        ConfigError: the model's encoder cannot stream.
+    """
+    if hasattr(model, "streaming_encode"):
+        return model
+    from asrkit.models.transducer.streaming import StreamingTransducer
+
+    return StreamingTransducer(model).eval()
+
+
 class DecodeStream:
     """One utterance decoded chunk by chunk.
 
     Args:
-        model: a ``Transducer`` whose encoder is a causal Zipformer2 (its first ``chunk_size`` /
-            ``left_context_frames`` entries are the decoding-time values).
+        model: a streaming model (:func:`as_streaming`).
         search_state: the search's per-utterance state (``StreamingSearch.start(model)``).
         utt_id: a name for results and error messages.
         device: where the encoder states live.
     """
 
     def __init__(self, model: Any, search_state: Any, utt_id: str = "", device: torch.device | str = "cpu") -> None:
-        encoder = model.encoder
         self.utt_id = utt_id
-        self.window, self.shift = encoder.streaming_input_frames()
-        self.states: list[torch.Tensor] = encoder.get_init_states(1, torch.device(device))
+        self.window, self.shift = int(model.window), int(model.shift)
+        self.states: list[torch.Tensor] = [s.to(device) for s in model.get_init_states(1)]
         self.search = search_state
         self.num_chunks = 0
+        self.num_frames = 0  # encoder output frames so far
         self._buffer: torch.Tensor | None = None  # input frames from the next chunk's first frame on
         self._input_done = False
 
@@ -131,11 +147,12 @@ class DecodeStream:
 
 
 class StreamResult(NamedTuple):
-    """Tokens (and encoder-frame timestamps) of one utterance decoded chunk-wise."""
+    """Tokens (and encoder-frame timestamps) of one utterance decoded chunk-wise, and its encoder frames."""
 
     utt_id: str
     tokens: list[int]
     timestamps: list[int]
+    num_frames: int
 
 
 @torch.no_grad()
@@ -143,7 +160,7 @@ def decode_chunk(model: Any, streams: list[DecodeStream], method: str = "greedy_
     """Advance ready streams of any ages by one chunk each, in one batched encoder call.
 
     Args:
-        model: as for :class:`DecodeStream`.
+        model: a streaming model (:func:`as_streaming`).
         streams: streams whose ``ready`` is True, all made for ``method``.
         method: a name in :data:`STREAMING_SEARCHES`.
         **opts: the search's options (``max_sym_per_frame``, ``beam_size``, ``blank_penalty``, ``unk_id``...).
@@ -151,16 +168,17 @@ def decode_chunk(model: Any, streams: list[DecodeStream], method: str = "greedy_
     search = get_streaming_search(method, opts)
     if not streams:
         return
-    encoder = model.encoder
     device = streams[0].states[0].device
+    batch_dims = list(model.state_batch_dims)
     pieces, lens = zip(*(s.next_chunk() for s in streams))
     x = torch.stack(pieces).to(device)  # (B, window, F)
     x_lens = torch.tensor(lens, dtype=torch.int64, device=device)
-    out, out_lens, states = encoder.streaming_forward(x, x_lens, encoder.stack_states([s.states for s in streams]))
-    search.step(model, model.joiner.encoder_proj(out), out_lens, [s.search for s in streams], **opts)
-    for s, st in zip(streams, encoder.unstack_states(states)):
+    out, out_lens, states = model.streaming_encode(x, x_lens, stack_states([s.states for s in streams], batch_dims))
+    search.step(model, out, out_lens, [s.search for s in streams], **opts)
+    for s, st, n in zip(streams, unstack_states(states, batch_dims), out_lens.tolist()):
         s.states = st
         s.num_chunks += 1
+        s.num_frames += n
 
 
 def stream_result(model: Any, stream: DecodeStream, method: str, **opts: Any) -> StreamResult:
@@ -168,7 +186,7 @@ def stream_result(model: Any, stream: DecodeStream, method: str, **opts: Any) ->
     extra = {k: opts[k] for k in ("lm", "lm_scale") if k in opts}  # the beam's final choice uses the LM too
     out = get_streaming_search(method, opts).result(model, [stream.search], True, **extra)
     assert isinstance(out, SearchOutput)
-    return StreamResult(stream.utt_id, out.tokens[0], out.timestamps[0])
+    return StreamResult(stream.utt_id, out.tokens[0], out.timestamps[0], stream.num_frames)
 
 
 @torch.no_grad()
@@ -187,7 +205,8 @@ def decode_streaming(
     ages share the batch.
 
     Args:
-        model: a ``Transducer`` with a causal Zipformer2 encoder (eval mode is set here).
+        model: a ``Transducer`` with a causal Zipformer2 encoder (eval mode is set here) or a streaming model
+            (:func:`as_streaming`, a TorchScript streaming export).
         utterances: ``(utt_id, features (T, F))`` pairs.
         method: ``greedy_search`` or ``modified_beam_search``.
         num_streams: most streams decoded together (>= 1).
@@ -205,6 +224,7 @@ def decode_streaming(
     search = get_streaming_search(method, opts)
     if isinstance(model, torch.nn.Module):
         model.eval()
+    model = as_streaming(model)
     pending = iter(utterances)
     order: list[str] = []
     finished: dict[str, StreamResult] = {}
@@ -243,7 +263,7 @@ def apply_decode_config(model: Any, cfg: Any) -> str:
     if not cfg.chunked:
         return ""
     encoder = getattr(model, "encoder", None)
-    if not hasattr(encoder, "set_decoding_chunk"):
+    if not hasattr(encoder, "set_decoding_chunk") or hasattr(model, "streaming_encode"):
         raise ConfigError("--chunk-size/--left-context-frames/--streaming need a checkpoint of a zipformer model "
                           "trained with causal: true", hint="exported models keep their chunking as exported")
     encoder.set_decoding_chunk(cfg.chunk_size, cfg.left_context_frames)
@@ -285,9 +305,7 @@ def decode_cuts_streaming(
 
     out = decode_streaming(model, utterances(), method, num_streams, model_device(model), **opts)
     ids = [r.utt_id for r in out]
-    lens = [refs[i][1] for i in ids]
-    enc_lens = model.encoder.output_lengths(torch.tensor(lens)).tolist()
     results: list[tuple[str, list[str], list[str]]] = []
     add_results(results, timestamps, tokenizer, ids, [refs[i][0] for i in ids], [r.tokens for r in out],
-                [r.timestamps for r in out], lens, enc_lens)
+                [r.timestamps for r in out], [refs[i][1] for i in ids], [r.num_frames for r in out])
     return results

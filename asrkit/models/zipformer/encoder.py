@@ -33,6 +33,17 @@ def convert_num_channels(x: Tensor, num_channels: int) -> Tensor:
     return torch.cat([x, pad], dim=-1)
 
 
+def stack_states(streams: list[list[Tensor]], batch_dims: list[int]) -> list[Tensor]:
+    """Batch the state lists of single streams along each state's batch axis (``batch_dims``)."""
+    return [torch.cat([s[i] for s in streams], dim=d) for i, d in enumerate(batch_dims)]
+
+
+def unstack_states(states: list[Tensor], batch_dims: list[int]) -> list[list[Tensor]]:
+    """Split batched states into per-stream lists (the inverse of :func:`stack_states`)."""
+    batch = states[-1].size(0)
+    return [[s.narrow(d, b, 1) for s, d in zip(states, batch_dims)] for b in range(batch)]
+
+
 def chunk_attention_mask(seq_len: int, chunk_size: int, left_context_chunks: int, device: torch.device) -> Tensor:
     """(T, T) bool mask, True = may NOT attend: key chunk after the query's chunk, or more than
     ``left_context_chunks`` chunks before it (``left_context_chunks < 0``: unlimited)."""
@@ -196,9 +207,9 @@ class Zipformer2(nn.Module):
         for i, module in enumerate(self.encoders):
             n = 6 * self.num_encoder_layers[i]
             x = convert_num_channels(x, self.encoder_dim[i])
-            x, stack_states = module.streaming_forward(x, states[offset : offset + n], processed_lens, lens)
+            x, module_states = module.streaming_forward(x, states[offset : offset + n], processed_lens, lens)
             offset += n
-            new_states += stack_states
+            new_states += module_states
             outputs.append(x)
 
         x = self._full_dim_output(outputs)
@@ -292,14 +303,12 @@ class Zipformer2(nn.Module):
     def stack_states(self, streams: list[list[Tensor]]) -> list[Tensor]:
         """Batch the states of single streams (each from a batch-1 :meth:`get_init_states` or
         :meth:`unstack_states`) into one state list for :meth:`streaming_forward`."""
-        return [torch.cat([s[i] for s in streams], dim=d) for i, d in enumerate(self.state_batch_dims())]
+        return stack_states(streams, self.state_batch_dims())
 
     @torch.jit.unused
     def unstack_states(self, states: list[Tensor]) -> list[list[Tensor]]:
         """Split batched states into per-stream lists (the inverse of :meth:`stack_states`)."""
-        dims = self.state_batch_dims()
-        batch = states[-1].size(0)
-        return [[s.narrow(d, b, 1) for s, d in zip(states, dims)] for b in range(batch)]
+        return unstack_states(states, self.state_batch_dims())
 
     @torch.jit.unused
     def output_lengths(self, x_lens: Tensor) -> Tensor:
