@@ -3,36 +3,24 @@ same chunk-causal attention mask and left context."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
+from test_models_zipformer import F, tiny_cfg
 
 from asrkit.errors import ConfigError
 from asrkit.models.config import ZipformerConfig
 from asrkit.models.zipformer import build_zipformer
 from asrkit.models.zipformer.encoder import Zipformer2
 
-F = 20
 CHUNK = 16  # 50 Hz frames: 320 ms
 LEFT = 32
 
 
 def tiny_causal_config(chunk: int = CHUNK, left: int = LEFT, **kw) -> ZipformerConfig:
-    """A tiny causal Zipformer2 (six stacks, downsampling up to 8, two layers in the first stack)."""
-    cfg = ZipformerConfig(
-        num_encoder_layers=(2, 1, 1, 1, 1, 1),
-        encoder_dim=(32, 48, 48, 48, 48, 48),
-        encoder_unmasked_dim=(32, 32, 32, 32, 32, 32),
-        feedforward_dim=(64, 96, 96, 96, 96, 96),
-        num_heads=(4, 4, 4, 4, 4, 4),
-        cnn_module_kernel=(7, 7, 5, 5, 5, 7),
-        subsampling_channels=16,
-        causal=True,
-        chunk_size=(chunk,),
-        left_context_frames=(left,),
-    )
-    return dataclasses.replace(cfg, **kw)
+    """The tiny Zipformer2 of the model tests (six stacks, downsampling up to 8), causal, with two layers in the
+    first stack (so layers pass states along)."""
+    return tiny_cfg(**{"num_encoder_layers": (2, 1, 1, 1, 1, 1), "causal": True, "chunk_size": (chunk,),
+                       "left_context_frames": (left,), **kw})
 
 
 def enlarge_(model: torch.nn.Module) -> None:
