@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from asrkit.decoding.driver import add_results
 from asrkit.decoding.greedy_search import GreedyStream, greedy_result, greedy_search_step
 from asrkit.decoding.hypothesis import SearchOutput
 from asrkit.decoding.modified_beam_search import BeamStream, beam_result, modified_beam_search_step
@@ -288,8 +289,6 @@ def decode_cuts_streaming(
     through :func:`decode_streaming` (``num_streams`` live streams) and come back as ``[(cut_id, ref_words,
     hyp_words), ...]`` in batch order (``timestamps`` filled as there)."""
     from tqdm import tqdm
-
-    from asrkit.decoding.driver import add_results
 
     unk_id = getattr(tokenizer, "unk_id", None)  # <unk> is never emitted (as in icefall/sherpa-onnx)
     if "unk_id" not in opts:
