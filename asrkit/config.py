@@ -75,6 +75,27 @@ class DataConfig:
 
 
 @dataclass
+class DecodeConfig:
+    """Decoding-time chunking of a causal model (``asrkit decode --chunk-size/--left-context-frames/--streaming``).
+
+    ``chunk_size`` / ``left_context_frames`` (50 Hz frames; ``None``: the first entries of the model's
+    ``encoder.zipformer`` config) replace the trained values for simulated streaming (whole utterances, chunked
+    attention masks) and for chunk-wise ``streaming`` decoding, which runs ``num_decode_streams`` utterances as
+    live streams, a new one joining as soon as one ends.
+    """
+
+    chunk_size: Optional[int] = None
+    left_context_frames: Optional[int] = None
+    streaming: bool = False
+    num_decode_streams: int = 8
+
+    @property
+    def chunked(self) -> bool:
+        """True when the model's chunking is overridden or decoding is chunk-wise."""
+        return self.streaming or self.chunk_size is not None or self.left_context_frames is not None
+
+
+@dataclass
 class TrainConfig:
     """Everything that defines a training run except where its files live."""
 

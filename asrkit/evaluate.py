@@ -35,6 +35,7 @@ def decode_test_sets(
     lm_scale: float = 0.3,
     skip_bad_audio: bool = False,
     report: dict[str, dict] | None = None,
+    decode_config=None,
 ) -> dict[str, float]:
     """Decode each cut set; write ``recogs-/errs-/wer-summary-<set>-<selection>.txt`` under
     ``{exp_dir}/{method}/`` and return {test set name: WER %}. A non-zero ``blank_penalty`` search option
@@ -49,18 +50,31 @@ def decode_test_sets(
     ``{set name: {"decoded": n, "skipped": k, "skipped_file": path or None}}``.
     ``selection`` may also be the path of an exported model (pretrained.pt, TorchScript, ONNX directory; ``int8``
     picks the quantized ONNX files); its reports are named after the format instead of the checkpoints.
+
+    ``decode_config`` (a :class:`~asrkit.config.DecodeConfig`) sets a causal model's decoding chunk size and left
+    context (simulated streaming) or decodes chunk-wise (``streaming``); it appends ``-chunk-C-left-L``
+    (``-streaming``) to ``<selection>``.
     """
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
     from asrkit.data.tokenizer import Tokenizer
     from asrkit.decoding.driver import decode_cuts
     from asrkit.decoding.scoring import save_results
+    from asrkit.decoding.streaming import apply_decode_config, decode_cuts_streaming
     from asrkit.training.selection import load_selected_model
 
     from asrkit.training.distributed import pick_device
 
+    from asrkit.config import DecodeConfig
+
+    decode_config = decode_config or DecodeConfig()
     if isinstance(selection, Path):  # an exported model (any format) instead of checkpoints
+        from asrkit.errors import ConfigError
         from asrkit.inference import load_model
+
+        if decode_config.chunked:
+            raise ConfigError("--chunk-size/--left-context-frames/--streaming need --epoch/--iter checkpoints, not "
+                              "an exported --model")
 
         model = load_model(selection, device=pick_device(device, 0), int8=int8, num_threads=2)
         tokenizer = model.tokenizer
@@ -68,7 +82,7 @@ def decode_test_sets(
     else:
         tokenizer = Tokenizer.load(lang_dir)
         model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
-        tag = selection.suffix
+        tag = selection.suffix + apply_decode_config(model, decode_config)
     search_opts = dict(search_opts or {})
     if search_opts.get("blank_penalty"):
         tag += f"-blank-penalty-{search_opts['blank_penalty']:g}"
@@ -89,8 +103,12 @@ def decode_test_sets(
         dataset = AsrDataset(tokenizer, skip_bad_audio=skip_bad_audio)
         loader = make_loader(dataset, make_sampler(cuts, data_cfg, train=False, seed=0))
         stamps: dict | None = {} if timestamps else None
-        results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
-                              **search_opts)
+        if decode_config.streaming:
+            results = decode_cuts_streaming(model, loader, tokenizer, method, decode_config.num_decode_streams,
+                                            progress=progress, timestamps=stamps, **search_opts)
+        else:
+            results = decode_cuts(model, loader, tokenizer, method, progress=progress, timestamps=stamps,
+                                  **search_opts)
         key = f"{name}-{tag}"
         if stamps is not None:
             _write_timestamps(out_dir / f"timestamps-{key}.txt", stamps)

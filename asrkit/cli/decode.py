@@ -42,16 +42,35 @@ def decode(
                           "`asrkit prepare lm`)."),
     ] = None,
     lm_scale: Annotated[float, typer.Option(help="Weight of the --lm log-probabilities (tune it on a dev set).")] = 0.3,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(help="Causal models: decoding chunk size in 50 Hz frames (16 = 320 ms; -1 full context); "
+                          "default: the model's first chunk_size."),
+    ] = None,
+    left_context_frames: Annotated[
+        Optional[int],
+        typer.Option(help="Causal models: left context in 50 Hz frames (whole chunks); default: the model's first "
+                          "left_context_frames."),
+    ] = None,
+    streaming: Annotated[
+        bool,
+        typer.Option("--streaming/--no-streaming", help="Decode chunk by chunk with encoder caches (greedy_search, "
+                                                        "modified_beam_search) instead of simulated streaming."),
+    ] = False,
+    num_decode_streams: Annotated[
+        int, typer.Option(help="--streaming: utterances decoded together as live streams.")
+    ] = 8,
     skip_bad_audio: SkipBadAudio = False,
 ) -> None:
     """Decode test sets and write recogs-/errs-/wer-summary-*.txt (icefall format); prints %WER per set.
 
     A non-zero --blank-penalty P adds "-blank-penalty-P" to the report names, --lm data/lang/lm-3gram.arpa
-    "-lm-3gram-scale-S".
+    "-lm-3gram-scale-S", --chunk-size/--left-context-frames "-chunk-C-left-L", --streaming "-streaming".
 
     Example: asrkit decode --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model
     --method modified_beam_search --cuts data/fbank/synth_cuts_test.jsonl.gz
     """
+    from asrkit.config import DecodeConfig
     from asrkit.evaluate import decode_test_sets
     from asrkit.training.selection import Selection
     from asrkit.utils.logging import setup_logging
@@ -68,7 +87,8 @@ def decode(
     counts: dict[str, dict] = {}
     wers = decode_test_sets(exp_dir, selection, cuts, lang_dir, method, opts, max_duration, device,
                             timestamps=timestamps, int8=int8, lm=lm, lm_scale=lm_scale,
-                            skip_bad_audio=skip_bad_audio, report=counts)
+                            skip_bad_audio=skip_bad_audio, report=counts,
+                            decode_config=DecodeConfig(chunk_size, left_context_frames, streaming, num_decode_streams))
     for name, wer in wers.items():
         line = f"{name} {method}: %WER = {wer:.2f}"
         if counts[name]["skipped"]:

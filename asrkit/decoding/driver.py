@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -63,20 +63,37 @@ def decode_cuts(
         keep = (batch.feature_lens >= min_frames).nonzero().flatten()
         tokens: list[list[int]] = [[] for _ in batch.cut_ids]
         stamps: list[list[int]] = [[] for _ in batch.cut_ids]
-        enc_lens = torch.zeros(len(batch.cut_ids), dtype=torch.int64)
+        enc_lens = [1] * len(batch.cut_ids)
         if keep.numel():
             lens = batch.feature_lens[keep]
             found, found_stamps, found_lens = run_search(
                 model, batch.features[keep, : int(lens.max())], lens, method, unk_id=unk_id,
                 return_timestamps=timestamps is not None, **opts)
             for j, k in enumerate(keep.tolist()):
-                tokens[k], enc_lens[k] = found[j], found_lens[j]
+                tokens[k], enc_lens[k] = found[j], int(found_lens[j])
                 if found_stamps is not None:
                     stamps[k] = found_stamps[j]
-        texts = tokenizer.decode(tokens)
-        for k, (cut_id, ref, hyp) in enumerate(zip(batch.cut_ids, batch.texts, texts)):
-            results.append((str(cut_id), ref.split(), hyp.split()))
-            if timestamps is not None:
-                seconds = frames_to_seconds(stamps[k], int(batch.feature_lens[k]), max(int(enc_lens[k]), 1))
-                timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds)]
+        add_results(results, timestamps, tokenizer, batch.cut_ids, batch.texts, tokens, stamps,
+                    batch.feature_lens.tolist(), enc_lens)
     return results
+
+
+def add_results(
+    results: list[tuple[str, list[str], list[str]]],
+    timestamps: dict | None,
+    tokenizer: Any,
+    cut_ids: Sequence[str],
+    refs: Sequence[str],
+    tokens: list[list[int]],
+    stamps: list[list[int]] | None,
+    feature_lens: Sequence[int],
+    enc_lens: Sequence[int],
+) -> None:
+    """Detokenize searched utterances into ``results`` (and, when ``timestamps`` is a dict, fill it with
+    ``cut_id -> [(token, start seconds), ...]`` from the encoder-frame ``stamps``)."""
+    texts = tokenizer.decode(tokens)
+    for k, (cut_id, ref, hyp) in enumerate(zip(cut_ids, refs, texts)):
+        results.append((str(cut_id), ref.split(), hyp.split()))
+        if timestamps is not None and stamps is not None:
+            seconds = frames_to_seconds(stamps[k], int(feature_lens[k]), int(enc_lens[k]))
+            timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds)]

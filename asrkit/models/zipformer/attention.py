@@ -49,9 +49,13 @@ class CompactRelPositionalEncoding(nn.Module):
         self.dropout = Dropout2(dropout_rate)
 
     def forward(self, x: Tensor, left_context_len: int = 0) -> Tensor:
-        """x (T, B, *) -> (1, left_context_len + 2T - 1, P), rows ordered by offset ``-(T-1) .. T-1+left``."""
+        """x (T, B, *) -> (1, left_context_len + 2T - 1, P), rows ordered by offset ``-(T-1+left) .. T-1``.
+
+        Offsets are key minus query position. ``left_context_len`` cached keys precede the T queries in streaming
+        (see :meth:`RelPositionMultiheadAttentionWeights.streaming_forward`), which adds more negative offsets.
+        """
         t = x.size(0)
-        offsets = torch.arange(-(t - 1), t + left_context_len, device=x.device, dtype=torch.float32).unsqueeze(1)
+        offsets = torch.arange(-(t - 1 + left_context_len), t, device=x.device, dtype=torch.float32).unsqueeze(1)
         freqs = torch.arange(1, self.embed_dim // 2 + 1, device=x.device, dtype=torch.float32)
         compression = self.embed_dim**0.5
         compressed = compression * offsets.sign() * ((offsets.abs() + compression).log() - math.log(compression))
@@ -62,10 +66,14 @@ class CompactRelPositionalEncoding(nn.Module):
         return self.dropout(pe.to(x.dtype).unsqueeze(0))
 
 
-def rel_to_abs_index(t: int, device: torch.device) -> Tensor:
-    """(T, T) index into the relative axis: entry [i, j] selects offset ``j - i`` (i query, j key)."""
+def rel_to_abs_index(t: int, device: torch.device, t_key: int = -1) -> Tensor:
+    """(T, T_key) index into the relative axis of :class:`CompactRelPositionalEncoding` (length T + T_key - 1):
+    entry [i, j] selects offset ``j - (T_key - T) - i``, key j minus query i when the T queries are the last T
+    of the T_key keys (``t_key < 0``: T_key = T)."""
+    if t_key < 0:
+        t_key = t
     i = torch.arange(t, device=device).unsqueeze(1)
-    j = torch.arange(t, device=device).unsqueeze(0)
+    j = torch.arange(t_key, device=device).unsqueeze(0)
     return (t - 1) - i + j
 
 
@@ -119,22 +127,52 @@ class RelPositionMultiheadAttentionWeights(nn.Module):
     ) -> Tensor:
         """x (T, B, D), pos_emb (1, 2T-1, P), key_padding_mask (B, T) / attn_mask (T, T) True = masked
         -> weights (H, B, T, T), rows summing to 1."""
+        q, k, p = self._project(x)
+        return self._weights(q, k, p, pos_emb, key_padding_mask, attn_mask)
+
+    def streaming_forward(
+        self, x: Tensor, pos_emb: Tensor, cached_key: Tensor, key_padding_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """One chunk with L cached keys: x (T, B, D), pos_emb (1, L+2T-1, P), cached_key (L, B, H*query_head_dim),
+        key_padding_mask (B, L+T) True = masked -> (weights (H, B, T, L+T), new cached_key (L, B, H*query_head_dim))."""
+        q, k, p = self._project(x)
+        left = cached_key.size(0)
+        k = torch.cat([cached_key, k], dim=0)
+        return self._weights(q, k, p, pos_emb, key_padding_mask, None), k[k.size(0) - left :]
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (T, B, D) -> (query (H, B, T, d), key (T, B, H*d), positional query (H, B, T, pd))."""
         x = self.in_proj(x)
         t, b, _ = x.shape
         h = self.num_heads
         qd = self.query_head_dim * h
-        q = x[..., :qd].reshape(t, b, h, self.query_head_dim).permute(2, 1, 0, 3)  # (H, B, T, d)
+        q = x[..., :qd].reshape(t, b, h, self.query_head_dim).permute(2, 1, 0, 3)
         k = x[..., qd : 2 * qd]
-        p = x[..., 2 * qd :].reshape(t, b, h, self.pos_head_dim).permute(2, 1, 0, 3)  # (H, B, T, pd)
+        p = x[..., 2 * qd :].reshape(t, b, h, self.pos_head_dim).permute(2, 1, 0, 3)
         if not torch.jit.is_scripting() and self.training:
             k = self.whiten_keys(self.balance_keys(k))
-        k = k.reshape(t, b, h, self.query_head_dim).permute(2, 1, 3, 0)  # (H, B, d, T)
-        scores = torch.matmul(q, k)  # (H, B, T, T)
+        return q, k, p
 
-        pos = self.linear_pos(pos_emb)  # (1, 2T-1, H*pd)
-        pos = pos.reshape(-1, 2 * t - 1, h, self.pos_head_dim).permute(2, 0, 3, 1)  # (H, 1, pd, 2T-1)
-        pos_scores = torch.matmul(p, pos)  # (H, B, T, 2T-1)
-        index = rel_to_abs_index(t, x.device).expand(h, b, t, t)
+    def _weights(
+        self,
+        q: Tensor,
+        k: Tensor,
+        p: Tensor,
+        pos_emb: Tensor,
+        key_padding_mask: Optional[Tensor],
+        attn_mask: Optional[Tensor],
+    ) -> Tensor:
+        """q (H, B, T, d), k (S, B, H*d) for the S >= T keys whose last T are the queries, p (H, B, T, pd),
+        pos_emb (1, T+S-1, P), masks (B, S) / (T, S) -> weights (H, B, T, S)."""
+        h, b, t, _ = q.shape
+        s = k.size(0)
+        k = k.reshape(s, b, h, self.query_head_dim).permute(2, 1, 3, 0)  # (H, B, d, S)
+        scores = torch.matmul(q, k)  # (H, B, T, S)
+
+        pos = self.linear_pos(pos_emb)  # (1, T+S-1, H*pd)
+        pos = pos.reshape(-1, t + s - 1, h, self.pos_head_dim).permute(2, 0, 3, 1)  # (H, 1, pd, T+S-1)
+        pos_scores = torch.matmul(p, pos)  # (H, B, T, T+S-1)
+        index = rel_to_abs_index(t, q.device, s).expand(h, b, t, s)
         pos_scores = torch.gather(pos_scores, 3, index)
         if not torch.jit.is_scripting() and self.training:
             # Early in training the positional term is dropped on some steps (scaled by 0 rather than skipped, so
@@ -165,9 +203,20 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, attn_weights: Tensor) -> Tensor:
         """x (T, B, D), attn_weights (H, B, T, T) -> (T, B, D)."""
-        t, b, _ = x.shape
-        h = attn_weights.size(0)
-        v = self.in_proj(x).reshape(t, b, h, -1).permute(2, 1, 0, 3)  # (H, B, T, vd)
+        return self._attend(self.in_proj(x), attn_weights)
+
+    def streaming_forward(self, x: Tensor, attn_weights: Tensor, cached_val: Tensor) -> tuple[Tensor, Tensor]:
+        """x (T, B, D), attn_weights (H, B, T, L+T), cached_val (L, B, H*value_head_dim) values of the L frames
+        before the chunk -> (out (T, B, D), new cached_val (L, B, H*value_head_dim))."""
+        left = cached_val.size(0)
+        v = torch.cat([cached_val, self.in_proj(x)], dim=0)
+        return self._attend(v, attn_weights), v[v.size(0) - left :]
+
+    def _attend(self, v: Tensor, attn_weights: Tensor) -> Tensor:
+        """v (S, B, H*vd) values, attn_weights (H, B, T, S) -> (T, B, D)."""
+        s, b, _ = v.shape
+        h, _, t, _ = attn_weights.shape
+        v = v.reshape(s, b, h, -1).permute(2, 1, 0, 3)  # (H, B, S, vd)
         out = torch.matmul(attn_weights, v).permute(2, 1, 0, 3).reshape(t, b, -1)
         return self.whiten(self.out_proj(out))
 
@@ -200,11 +249,28 @@ class NonlinAttention(nn.Module):
 
     def forward(self, x: Tensor, attn_weights: Tensor) -> Tensor:
         """x (T, B, D), attn_weights (1, B, T, T) -> (T, B, D)."""
-        t, b, _ = x.shape
+        v, y = self._gated_values(x)
+        return self._attend(v, y, attn_weights)
+
+    def streaming_forward(self, x: Tensor, attn_weights: Tensor, cached_v: Tensor) -> tuple[Tensor, Tensor]:
+        """x (T, B, D), attn_weights (1, B, T, L+T), cached_v (L, B, hidden) gated values of the L frames before
+        the chunk -> (out (T, B, D), new cached_v (L, B, hidden))."""
+        v, y = self._gated_values(x)
+        left = cached_v.size(0)
+        v = torch.cat([cached_v, v], dim=0)
+        return self._attend(v, y, attn_weights), v[v.size(0) - left :]
+
+    def _gated_values(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x (T, B, D) -> (values v * tanh(s) (T, B, hidden), output gate y (T, B, hidden))."""
         s, v, y = self.in_proj(x).chunk(3, dim=-1)
         s = torch.tanh(self.balancer(s))
-        v = self.whiten1(v) * s
+        return self.whiten1(v) * s, y
+
+    def _attend(self, v: Tensor, y: Tensor, attn_weights: Tensor) -> Tensor:
+        """v (S, B, hidden), y (T, B, hidden), attn_weights (h, B, T, S) -> (T, B, D)."""
+        s, b, _ = v.shape
+        t = y.size(0)
         h = attn_weights.size(0)
-        v = v.reshape(t, b, h, -1).permute(2, 1, 0, 3)  # (h, B, T, hidden/h)
+        v = v.reshape(s, b, h, -1).permute(2, 1, 0, 3)  # (h, B, S, hidden/h)
         v = torch.matmul(attn_weights, v).permute(2, 1, 0, 3).reshape(t, b, -1)
         return self.whiten2(self.out_proj(v * y))

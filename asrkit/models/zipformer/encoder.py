@@ -14,10 +14,15 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from asrkit.errors import ConfigError
 from asrkit.models.common import FeatureNorm
 from asrkit.models.zipformer.layer import DownsampledZipformerStack, SimpleDownsample, ZipformerStack
 from asrkit.models.zipformer.scaling import FloatLike, ScheduledFloat
-from asrkit.models.zipformer.subsampling import Conv2dSubsampling, subsampled_lengths
+from asrkit.models.zipformer.subsampling import Conv2dSubsampling, streaming_input_frames, subsampled_lengths
+
+# Batch axis of each per-layer state of Zipformer2EncoderLayer.get_init_states (key, nonlin_attn, val1, val2,
+# conv1, conv2); the two front-end states (embed cache, processed lengths) have it first.
+LAYER_STATE_BATCH_DIMS = (1, 1, 1, 1, 0, 0)
 
 
 def convert_num_channels(x: Tensor, num_channels: int) -> Tensor:
@@ -26,6 +31,17 @@ def convert_num_channels(x: Tensor, num_channels: int) -> Tensor:
         return x[..., :num_channels]
     pad = torch.zeros(x.shape[:-1] + (num_channels - x.size(-1),), dtype=x.dtype, device=x.device)
     return torch.cat([x, pad], dim=-1)
+
+
+def stack_states(streams: list[list[Tensor]], batch_dims: list[int]) -> list[Tensor]:
+    """Batch the state lists of single streams along each state's batch axis (``batch_dims``)."""
+    return [torch.cat([s[i] for s in streams], dim=d) for i, d in enumerate(batch_dims)]
+
+
+def unstack_states(states: list[Tensor], batch_dims: list[int]) -> list[list[Tensor]]:
+    """Split batched states into per-stream lists (the inverse of :func:`stack_states`)."""
+    batch = states[-1].size(0)
+    return [[s.narrow(d, b, 1) for s, d in zip(states, batch_dims)] for b in range(batch)]
 
 
 def chunk_attention_mask(seq_len: int, chunk_size: int, left_context_chunks: int, device: torch.device) -> Tensor:
@@ -84,6 +100,7 @@ class Zipformer2(nn.Module):
         super().__init__()
         n = len(downsampling_factor)
         self.downsampling_factor = list(downsampling_factor)
+        self.num_encoder_layers = list(num_encoder_layers)
         self.encoder_dim = list(encoder_dim)
         self.encoder_unmasked_dim = list(encoder_unmasked_dim)
         self.cnn_module_kernel = list(cnn_module_kernel)
@@ -161,6 +178,137 @@ class Zipformer2(nn.Module):
         out_mask = torch.arange(x.size(0), device=x.device).unsqueeze(0) >= out_lens.unsqueeze(1)  # (B, T'')
         x = x.permute(1, 0, 2).masked_fill(out_mask.unsqueeze(-1), 0.0)
         return x, out_lens
+
+    def streaming_forward(
+        self, x: Tensor, x_lens: Tensor, states: list[Tensor]
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """One chunk of N = ``chunk_size`` frames (at 50 Hz) for a batch of streams of any ages (evaluation only).
+
+        The chunk-wise outputs, concatenated, equal :meth:`forward`'s on the whole utterance with the same
+        ``chunk_size`` / ``left_context_frames`` (its chunk-causal attention mask).
+
+        Args:
+            x: (B, 2N + 13, F) input frames ``2N k .. 2N k + 2N + 12`` of each stream's chunk k (chunks overlap
+                by 13 frames: the front end's look-ahead), padded after a stream's last frame.
+            x_lens: (B,) real frames in x (< 2N + 13 only in a stream's last chunk).
+            states: from :meth:`get_init_states` (or :meth:`stack_states`) or the previous call.
+
+        Returns:
+            (out (B, N/2, E) zero at padding, out_lens (B,), new states).
+        """
+        if self.feature_norm.kind != "none":
+            raise RuntimeError("streaming needs feature_norm 'none' (an utterance mean is not known in advance)")
+        processed_lens = states[-1]
+        x, lens, embed_cache = self.encoder_embed.streaming_forward(x, x_lens, states[-2])  # (B, N, D0)
+        x = x.permute(1, 0, 2)  # (N, B, D0)
+        new_states: list[Tensor] = []
+        outputs: list[Tensor] = []
+        offset = 0
+        for i, module in enumerate(self.encoders):
+            n = 6 * self.num_encoder_layers[i]
+            x = convert_num_channels(x, self.encoder_dim[i])
+            x, module_states = module.streaming_forward(x, states[offset : offset + n], processed_lens, lens)
+            offset += n
+            new_states += module_states
+            outputs.append(x)
+
+        x = self._full_dim_output(outputs)
+        x = self.downsample_output(x, lens)
+        out_lens = (lens + 1) // 2
+        out_mask = torch.arange(x.size(0), device=x.device).unsqueeze(0) >= out_lens.unsqueeze(1)
+        x = x.permute(1, 0, 2).masked_fill(out_mask.unsqueeze(-1), 0.0)
+        new_states += [embed_cache, processed_lens + lens]
+        return x, out_lens, new_states
+
+    @torch.jit.unused
+    def set_decoding_chunk(self, chunk_size: Optional[int] = None, left_context_frames: Optional[int] = None) -> None:
+        """Replace the decoding-time (first) ``chunk_size`` / ``left_context_frames`` entries (``None``: keep);
+        both :meth:`forward` in evaluation mode (simulated streaming) and :meth:`streaming_forward` use them.
+
+        Raises:
+            ConfigError: the model is not causal, or a value is invalid (naming the option).
+        """
+        if not self.causal:
+            raise ConfigError("--chunk-size/--left-context-frames need a causal model (model.encoder.zipformer."
+                              "causal: true)", hint="train a streaming preset such as recipes/zipformer-xs-streaming.yaml")
+        max_ds = max(self.downsampling_factor)
+        if chunk_size is not None:
+            if chunk_size == 0 or chunk_size < -1 or (chunk_size > 0 and chunk_size % max_ds):
+                raise ConfigError(f"--chunk-size: {chunk_size} must be -1 or a positive multiple of "
+                                  f"max(downsampling_factor) = {max_ds}")
+            self.chunk_size = [chunk_size] + self.chunk_size[1:]
+        if left_context_frames is not None:
+            if left_context_frames < -1:
+                raise ConfigError(f"--left-context-frames: {left_context_frames} must be -1 (unlimited) or >= 0")
+            self.left_context_frames = [left_context_frames] + self.left_context_frames[1:]
+
+    @torch.jit.unused
+    def streaming_chunk_config(self) -> tuple[int, int]:
+        """(chunk_size, left_context_frames) at 50 Hz that streaming uses: the first entries of the config (the
+        decoding-time values), the left context rounded to whole chunks (>= 1), as in :meth:`forward`'s mask.
+
+        Raises:
+            ConfigError: the model is not causal, or the chunk size / left context cannot stream.
+        """
+        key = "model.encoder.zipformer"
+        if not self.causal:
+            raise ConfigError(f"{key}.causal: streaming needs a causal model", hint="train with causal: true")
+        chunk, left = self.chunk_size[0], self.left_context_frames[0]
+        step = max(self.downsampling_factor)
+        step = step if step % 2 == 0 else 2 * step
+        if chunk <= 0 or chunk % step:
+            raise ConfigError(
+                f"{key}.chunk_size: streaming needs a positive multiple of {step} frames (output downsampling 2 and "
+                f"max(downsampling_factor)), got {chunk}"
+            )
+        if left < 0:
+            raise ConfigError(f"{key}.left_context_frames: streaming needs a finite left context, got {left}")
+        if self.feature_norm.kind != "none":
+            raise ConfigError(
+                "model.encoder.feature_norm: streaming needs 'none' (an utterance mean is not known in advance)"
+            )
+        return chunk, max(left // chunk, 1) * chunk
+
+    @torch.jit.unused
+    def streaming_input_frames(self) -> tuple[int, int]:
+        """(frames per chunk call, frames between chunk starts) at the input rate for :meth:`streaming_forward`."""
+        chunk, _ = self.streaming_chunk_config()
+        return streaming_input_frames(chunk), 2 * chunk
+
+    @torch.jit.unused
+    def get_init_states(self, batch_size: int = 1, device: torch.device = torch.device("cpu")) -> list[Tensor]:
+        """States of ``batch_size`` fresh streams: a flat list, TorchScript/ONNX friendly.
+
+        For each layer of each stack, in order (L = left_context_frames / downsampling factor of the stack,
+        H heads, D the stack's dim, K its kernel): ``cached_key`` (L, B, H * query_head_dim),
+        ``cached_nonlin_attn`` (1, B, L, 3D/4), ``cached_val1`` and ``cached_val2`` (L, B, H * value_head_dim),
+        ``cached_conv1`` and ``cached_conv2`` (B, D, K//2); then the front end's ``embed_states``
+        (B, C, 3, F') and ``processed_lens`` (B,) int64 (50 Hz frames already seen, which mask cached slots a
+        young stream has not filled yet).
+        """
+        _, left = self.streaming_chunk_config()
+        states: list[Tensor] = []
+        for module in self.encoders:
+            states += module.get_init_states(left, batch_size, device)
+        states.append(self.encoder_embed.get_init_states(batch_size, device))
+        states.append(torch.zeros(batch_size, dtype=torch.int64, device=device))
+        return states
+
+    @torch.jit.unused
+    def state_batch_dims(self) -> list[int]:
+        """The batch axis of each tensor of :meth:`get_init_states`."""
+        return list(LAYER_STATE_BATCH_DIMS) * sum(self.num_encoder_layers) + [0, 0]
+
+    @torch.jit.unused
+    def stack_states(self, streams: list[list[Tensor]]) -> list[Tensor]:
+        """Batch the states of single streams (each from a batch-1 :meth:`get_init_states` or
+        :meth:`unstack_states`) into one state list for :meth:`streaming_forward`."""
+        return stack_states(streams, self.state_batch_dims())
+
+    @torch.jit.unused
+    def unstack_states(self, states: list[Tensor]) -> list[list[Tensor]]:
+        """Split batched states into per-stream lists (the inverse of :meth:`stack_states`)."""
+        return unstack_states(states, self.state_batch_dims())
 
     @torch.jit.unused
     def output_lengths(self, x_lens: Tensor) -> Tensor:

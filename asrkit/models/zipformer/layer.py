@@ -69,6 +69,7 @@ class Zipformer2EncoderLayer(nn.Module):
         causal: bool = False,
     ) -> None:
         super().__init__()
+        self.cnn_module_kernel = cnn_module_kernel
         self.bypass = BypassModule(embed_dim, skip_rate=ScheduledFloat((0.0, 0.5), (4000.0, 0.02), default=0.0))
         self.bypass_mid = BypassModule(embed_dim)
         self.attention_skip_rate = ScheduledFloat((0.0, 0.2), (4000.0, 0.05), (16000.0, 0.0), default=0.0)
@@ -146,6 +147,82 @@ class Zipformer2EncoderLayer(nn.Module):
         return self.whiten(self.balancer2(src))
 
 
+    def streaming_forward(
+        self,
+        src: Tensor,
+        pos_emb: Tensor,
+        cached_key: Tensor,
+        cached_nonlin_attn: Tensor,
+        cached_val1: Tensor,
+        cached_val2: Tensor,
+        cached_conv1: Tensor,
+        cached_conv2: Tensor,
+        key_padding_mask: Tensor,
+        src_key_padding_mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """One chunk of T frames after L cached ones (evaluation only; states as in :meth:`get_init_states`).
+
+        Args:
+            src: (T, B, D) the chunk.
+            pos_emb: (1, L+2T-1, P) from ``CompactRelPositionalEncoding(src, L)``.
+            cached_*: this layer's states.
+            key_padding_mask: (B, L+T) True at cached frames that do not exist yet and at padding.
+            src_key_padding_mask: (B, T) True at padding frames of the chunk.
+
+        Returns:
+            (out (T, B, D), the six new states).
+        """
+        src_orig = src
+        attn_weights, cached_key = self.self_attn_weights.streaming_forward(src, pos_emb, cached_key, key_padding_mask)
+        src = src + self.feed_forward1(src)
+
+        na, na_cache = self.nonlin_attention.streaming_forward(
+            src, attn_weights[0:1], cached_nonlin_attn[0].transpose(0, 1)
+        )
+        src = src + self.balancer_na(na)
+        attn1, cached_val1 = self.self_attn1.streaming_forward(src, attn_weights, cached_val1)
+        src = src + attn1
+        conv1, cached_conv1 = self.conv_module1.streaming_forward(src, cached_conv1, src_key_padding_mask)
+        src = src + conv1
+        src = src + self.balancer_ff2(self.feed_forward2(src))
+
+        src = self.bypass_mid(src_orig, src)
+
+        attn2, cached_val2 = self.self_attn2.streaming_forward(src, attn_weights, cached_val2)
+        src = src + attn2
+        conv2, cached_conv2 = self.conv_module2.streaming_forward(src, cached_conv2, src_key_padding_mask)
+        src = src + conv2
+        src = src + self.balancer_ff3(self.feed_forward3(src))
+
+        src = self.norm(self.balancer1(src))
+        src = self.bypass(src_orig, src)
+        src = self.whiten(self.balancer2(src))
+        return src, cached_key, na_cache.transpose(0, 1).unsqueeze(0), cached_val1, cached_val2, cached_conv1, cached_conv2
+
+    def get_init_states(self, left_context_len: int, batch_size: int, device: torch.device) -> list[Tensor]:
+        """Zero states of a fresh stream with L = ``left_context_len`` cached frames, in this order:
+
+        - ``cached_key`` (L, B, H * query_head_dim): attention keys;
+        - ``cached_nonlin_attn`` (1, B, L, hidden): gated values of the non-linear attention;
+        - ``cached_val1``, ``cached_val2`` (L, B, H * value_head_dim): values of the two self-attentions;
+        - ``cached_conv1``, ``cached_conv2`` (B, D, K//2): gated inputs of the two convolution modules.
+        """
+        attn = self.self_attn_weights
+        key_dim = attn.num_heads * attn.query_head_dim
+        value_dim = self.self_attn1.in_proj.out_features
+        hidden = self.nonlin_attention.hidden_channels
+        conv = self.conv_module1.in_proj.out_features // 2
+        kernel = self.cnn_module_kernel
+        return [
+            torch.zeros(left_context_len, batch_size, key_dim, device=device),
+            torch.zeros(1, batch_size, left_context_len, hidden, device=device),
+            torch.zeros(left_context_len, batch_size, value_dim, device=device),
+            torch.zeros(left_context_len, batch_size, value_dim, device=device),
+            torch.zeros(batch_size, conv, kernel // 2, device=device),
+            torch.zeros(batch_size, conv, kernel // 2, device=device),
+        ]
+
+
 def _sequence_keep(x: Tensor, rate: float) -> Optional[Tensor]:
     """(B, 1) 0/1 mask dropping whole sequences of x (T, B, D) with probability ``rate`` (None if rate is 0)."""
     if rate == 0.0:
@@ -201,6 +278,39 @@ class ZipformerStack(nn.Module):
             if feature_mask is not None:
                 out = out * feature_mask
         return out
+
+    def streaming_forward(
+        self, src: Tensor, states: list[Tensor], processed_lens: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
+        """One chunk (evaluation only): src (T, B, D); ``states`` the 6 tensors per layer of
+        :meth:`get_init_states`; processed_lens (B,) frames of each stream before this chunk and lengths (B,)
+        real frames in it, both at this stack's rate -> (out (T, B, D), new states).
+
+        Cached slots before a stream's first frame (young streams) and chunk frames at or after ``lengths`` are
+        masked as keys, exactly as the chunk mask and the padding mask do in :meth:`forward`."""
+        t = src.size(0)
+        left = states[0].size(0)
+        src_key_padding_mask = torch.arange(t, device=src.device).unsqueeze(0) >= lengths.unsqueeze(1)  # (B, T)
+        missing = torch.arange(left, device=src.device).unsqueeze(0) < (left - processed_lens).unsqueeze(1)
+        key_padding_mask = torch.cat([missing, src_key_padding_mask], dim=1)  # (B, L+T)
+        pos_emb = self.encoder_pos(src, left)
+        out = src
+        new_states: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            out, key, nonlin_attn, val1, val2, conv1, conv2 = layer.streaming_forward(
+                out, pos_emb, states[6 * i], states[6 * i + 1], states[6 * i + 2], states[6 * i + 3],
+                states[6 * i + 4], states[6 * i + 5], key_padding_mask, src_key_padding_mask,
+            )
+            new_states += [key, nonlin_attn, val1, val2, conv1, conv2]
+        return out, new_states
+
+    def get_init_states(self, left_context_len: int, batch_size: int, device: torch.device) -> list[Tensor]:
+        """Zero states of fresh streams: each layer's :meth:`Zipformer2EncoderLayer.get_init_states`, in order;
+        ``left_context_len`` at this stack's rate."""
+        states: list[Tensor] = []
+        for layer in self.layers:
+            states += layer.get_init_states(left_context_len, batch_size, device)
+        return states
 
 
 class SimpleDownsample(nn.Module):
@@ -267,3 +377,18 @@ class DownsampledZipformerStack(nn.Module):
         x = self.encoder(x, chunk_size // ds if chunk_size > 0 else -1, feature_mask, attn_mask, src_key_padding_mask)
         x = upsample(x, ds)[: src.size(0)]
         return self.out_combiner(src, x)
+
+    def streaming_forward(
+        self, src: Tensor, states: list[Tensor], processed_lens: Tensor, lengths: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Same contract as :meth:`ZipformerStack.streaming_forward`, lengths at the input rate; the chunk's
+        length T must be a multiple of the downsampling factor (chunks start on group boundaries)."""
+        ds = self.downsample_factor
+        x = self.downsample(src, lengths)
+        x, states = self.encoder.streaming_forward(x, states, processed_lens // ds, (lengths + ds - 1) // ds)
+        x = upsample(x, ds)[: src.size(0)]
+        return self.out_combiner(src, x), states
+
+    def get_init_states(self, left_context_len: int, batch_size: int, device: torch.device) -> list[Tensor]:
+        """The inner stack's states; ``left_context_len`` at the input rate (a multiple of the factor)."""
+        return self.encoder.get_init_states(left_context_len // self.downsample_factor, batch_size, device)

@@ -62,20 +62,36 @@ class ChunkCausalDepthwiseConv1d(nn.Module):
         self.chunkwise_conv_scale = nn.Parameter(torch.zeros(2, channels, kernel_size))
 
     def forward(self, x: Tensor, chunk_size: int = -1) -> Tensor:
-        """x (B, D, T), chunk_size in frames (-1 or > T: one chunk) -> (B, D, T)."""
-        b, d, t = x.shape
+        """x (B, D, T), chunk_size in frames (-1: one chunk of T frames) -> (B, D, T).
+
+        A last chunk shorter than ``chunk_size`` (T < chunk_size included) is zero-padded to the full chunk size,
+        as the chunk-wise :meth:`streaming_forward` sees it, so the result never depends on how much padding a
+        batch adds after an utterance.
+        """
+        t = x.size(2)
         left_pad = self.kernel_size // 2
-        if chunk_size < 0 or chunk_size > t:
+        if chunk_size < 0:
             chunk_size = t
         right_pad = (chunk_size - t % chunk_size) % chunk_size
         x = nn.functional.pad(x, (left_pad, right_pad))
         x_causal = self.causal_conv(x[..., : left_pad + t])  # (B, D, T)
-        chunks = x[..., left_pad:]
-        n = chunks.size(2) // chunk_size
-        chunks = chunks.reshape(b, d, n, chunk_size).permute(0, 2, 1, 3).reshape(b * n, d, chunk_size)
+        return self._chunkwise(x[..., left_pad:], chunk_size)[..., :t] + x_causal
+
+    def streaming_forward(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """One chunk: x (B, D, T) with T the chunk size, cache (B, D, K//2) the frames before it (zeros at the
+        start of a stream) -> (out (B, D, T), new cache (B, D, K//2))."""
+        left_pad = self.kernel_size // 2
+        x_full = torch.cat([cache, x], dim=2)
+        out = self._chunkwise(x, x.size(2)) + self.causal_conv(x_full)
+        return out, x_full[..., x_full.size(2) - left_pad :]
+
+    def _chunkwise(self, x: Tensor, chunk_size: int) -> Tensor:
+        """The full-width conv inside each chunk: x (B, D, N * chunk_size) -> same shape."""
+        b, d, t = x.shape
+        n = t // chunk_size
+        chunks = x.reshape(b, d, n, chunk_size).permute(0, 2, 1, 3).reshape(b * n, d, chunk_size)
         chunks = self.chunkwise_conv(chunks) * self._chunk_scale(chunk_size)
-        chunks = chunks.reshape(b, n, d, chunk_size).permute(0, 2, 1, 3).reshape(b, d, n * chunk_size)
-        return chunks[..., :t] + x_causal
+        return chunks.reshape(b, n, d, chunk_size).permute(0, 2, 1, 3).reshape(b, d, t)
 
     def _chunk_scale(self, chunk_size: int) -> Tensor:
         """(D, chunk_size) = 1 + left-edge corrections + right-edge corrections."""
@@ -154,12 +170,28 @@ class ConvolutionModule(nn.Module):
 
     def forward(self, x: Tensor, src_key_padding_mask: Optional[Tensor] = None, chunk_size: int = -1) -> Tensor:
         """x (T, B, D), src_key_padding_mask (B, T) True at padding -> (T, B, D)."""
+        x = self.depthwise_conv(self._gated(x, src_key_padding_mask), chunk_size)
+        return self._output(x)
+
+    def streaming_forward(
+        self, x: Tensor, cache: Tensor, src_key_padding_mask: Optional[Tensor] = None
+    ) -> tuple[Tensor, Tensor]:
+        """One chunk of a causal module: x (T, B, D), cache (B, D, K//2) gated inputs of the frames before it,
+        src_key_padding_mask (B, T) -> (out (T, B, D), new cache (B, D, K//2)). Needs ``causal=True``."""
+        x, cache = self.depthwise_conv.streaming_forward(self._gated(x, src_key_padding_mask), cache)
+        return self._output(x), cache
+
+    def _gated(self, x: Tensor, src_key_padding_mask: Optional[Tensor]) -> Tensor:
+        """x (T, B, D) -> gated depthwise-conv input (B, D, T), zero at padding."""
         x, s = self.in_proj(x).chunk(2, dim=-1)
         x = x * torch.sigmoid(self.balancer1(s))
         x = x.permute(1, 2, 0)  # (B, D, T)
         if src_key_padding_mask is not None:
             x = x.masked_fill(src_key_padding_mask.unsqueeze(1), 0.0)
-        x = self.depthwise_conv(x, chunk_size)
+        return x
+
+    def _output(self, x: Tensor) -> Tensor:
+        """Depthwise-conv output (B, D, T) -> (T, B, D)."""
         x = self.balancer2(x).permute(2, 0, 1)  # (T, B, D)
         return self.out_proj(self.whiten(x))
 

@@ -29,6 +29,17 @@ def subsampled_lengths(x_lens: Tensor) -> Tensor:
     return (x_lens - 7) // 2
 
 
+# Input frames beyond 2 * chunk_size that one streaming chunk needs: 7 for the valid-in-time convs (rounded up to
+# an odd count) plus 2 * 3 for the ConvNeXt's 3 frames of right context at the output rate.
+STREAMING_EXTRA_INPUT_FRAMES = 13
+
+
+def streaming_input_frames(chunk_size: int) -> int:
+    """Input (100 Hz) frames :meth:`Conv2dSubsampling.streaming_forward` takes to emit ``chunk_size`` frames;
+    consecutive chunks start ``2 * chunk_size`` frames apart and overlap by the rest."""
+    return 2 * chunk_size + STREAMING_EXTRA_INPUT_FRAMES
+
+
 class ConvNeXt(nn.Module):
     """ConvNeXt block on (B, C, T', F'): depthwise 7x7 -> pointwise x3 -> SwooshL -> pointwise, residual.
 
@@ -57,6 +68,23 @@ class ConvNeXt(nn.Module):
         # Channels-last throughout: the depthwise conv's backward is ~4x faster on CPU in that layout, and the
         # 1x1 convs become plain matmuls over the channel axis (same parameters as the Conv2d modules).
         x = self.depthwise_conv(x.contiguous(memory_format=torch.channels_last))
+        return self._after_depthwise(bypass, x)
+
+    def streaming_forward(self, x: Tensor, cache: Tensor, pad_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """One chunk plus R = 3 frames of right context: x (B, C, T'+R, F'), cache (B, C, R, F') the masked
+        input frames just before the chunk (zeros at a stream's start), pad_mask (B, T'+R)
+        -> (out (B, C, T', F'), new cache (B, C, R, F'))."""
+        right = self.padding[0]
+        t = x.size(2)
+        bypass = x[:, :, : t - right]
+        x = x.masked_fill(pad_mask.unsqueeze(1).unsqueeze(-1), 0.0)
+        x_full = torch.cat([cache, x], dim=2)  # (B, C, R + T' + R, F')
+        conv = self.depthwise_conv
+        y = nn.functional.conv2d(x_full, conv.weight, conv.bias, padding=(0, self.padding[1]), groups=conv.groups)
+        return self._after_depthwise(bypass, y), x_full[:, :, t - right : t]
+
+    def _after_depthwise(self, bypass: Tensor, x: Tensor) -> Tensor:
+        """Pointwise layers and the residual: depthwise-conv output x and input bypass, both (B, C, T', F')."""
         x = x.permute(0, 2, 3, 1)  # (B, T', F', C), contiguous
         c_hidden = self.pointwise_conv1.out_channels
         x = nn.functional.linear(x, self.pointwise_conv1.weight.reshape(c_hidden, -1), self.pointwise_conv1.bias)
@@ -128,10 +156,36 @@ class Conv2dSubsampling(nn.Module):
         x = self.conv(x.unsqueeze(1))  # (B, C, T', F')
         steps = torch.arange(x.size(2), device=x.device)
         pad_mask = steps.unsqueeze(0) >= lens.unsqueeze(1)
-        x = self.convnext(x, pad_mask)
+        return self._output(self.convnext(x, pad_mask)), lens
+
+    def streaming_forward(self, x: Tensor, x_lens: Tensor, cache: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One chunk of N output frames (evaluation only).
+
+        Args:
+            x: (B, 2N + 13, F) input frames ``2N k .. 2N k + 2N + 12`` of chunk k (see
+                :func:`streaming_input_frames`), padded after a stream's last frame.
+            x_lens: (B,) real frames in x.
+            cache: (B, C, 3, F') from :meth:`get_init_states` or the previous chunk.
+
+        Returns:
+            (out (B, N, D), lens (B,) real output frames in [0, N], new cache).
+        """
+        lens = subsampled_lengths(x_lens).clamp(min=0)
+        x = self.conv(x.unsqueeze(1))  # (B, C, N + 3, F')
+        steps = torch.arange(x.size(2), device=x.device)
+        pad_mask = steps.unsqueeze(0) >= lens.unsqueeze(1)
+        x, cache = self.convnext.streaming_forward(x, cache, pad_mask)
+        return self._output(x), lens.clamp(max=x.size(2)), cache
+
+    def get_init_states(self, batch_size: int, device: torch.device) -> Tensor:
+        """(B, C, 3, F') zeros: the ConvNeXt's left context at a stream's start (its zero padding)."""
+        channels = self.convnext.depthwise_conv.in_channels
+        return torch.zeros(batch_size, channels, self.convnext.padding[0], self.out_width, device=device)
+
+    def _output(self, x: Tensor) -> Tensor:
+        """ConvNeXt output (B, C, T', F') -> (B, T', D)."""
         b, c, t, f = x.shape
         x = self.out(x.transpose(1, 2).reshape(b, t, c * f))
         x = self.out_whiten(x)
         x = self.out_norm(x)
-        x = self.dropout(x)
-        return x, lens
+        return self.dropout(x)
