@@ -343,3 +343,122 @@ def test_train_refuses_an_exp_dir_of_another_run_unless_told(demo_data, tmp_path
     assert forced.returncode == 0, forced.stderr
     assert sorted(p.name for p in exp.glob("*.pt")) == ["checkpoint-1.pt"]
     assert "max_steps: 1" in (exp / "config.yaml").read_text()
+
+
+# ---------------------------------------------------------------------------------- dying or failing writes
+KILL_HOOK = '''
+import os
+if os.environ.get("FAULT_KILL_AT"):
+    import io, signal
+    module_name, function_name, at = os.environ["FAULT_KILL_AT"].split(":")
+    module = __import__(module_name)
+    original = getattr(module, function_name)
+    calls = [0]
+
+    def dying(obj, f, *args, **kwargs):
+        """Write the first half of what would be written, then die as a SIGKILL does."""
+        calls[0] += 1
+        if calls[0] < int(at):
+            return original(obj, f, *args, **kwargs)
+        buf = io.BytesIO()
+        original(obj, buf, *args, **kwargs)
+        data = buf.getvalue()
+        handle = open(f, "wb") if isinstance(f, (str, os.PathLike)) else f
+        handle.write(data[: len(data) // 2])
+        handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(module, function_name, dying)
+'''
+
+
+def _killed_at(tmp_path: Path, target: str) -> dict:
+    """Environment for a subprocess that is SIGKILLed in the middle of the ``target`` call
+    (``module:function:call number``), e.g. in the third ``torch.save``."""
+    hook_dir = tmp_path / "kill-hook"
+    hook_dir.mkdir(exist_ok=True)
+    (hook_dir / "sitecustomize.py").write_text(KILL_HOOK)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(hook_dir), str(REPO)]), "FAULT_KILL_AT": target}
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_sigkill_while_writing_a_checkpoint_keeps_the_previous_ones(demo_data, tmp_path):
+    exp = tmp_path / "exp"
+    cmd = _tiny_demo_cmd(demo_data, exp) + ["--set", "max_steps=4"]
+    proc = subprocess.run(cmd, env=_killed_at(tmp_path, "torch:save:3"), capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in exp.glob("*.pt")) == ["checkpoint-1.pt", "checkpoint-2.pt"]
+    assert load_checkpoint(exp / "checkpoint-2.pt")["train_state"]["batch_idx_train"] == 2
+    assert list(exp.glob(".checkpoint-3.pt.*.tmp")), "the half-written file stays hidden under a temporary name"
+
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not list(exp.glob(".*.tmp")), "the interrupted save's temporary file is removed at start-up"
+    assert load_checkpoint(exp / "checkpoint-4.pt")["train_state"]["batch_idx_train"] == 4
+
+
+def test_sigkill_while_averaging_leaves_the_previous_average(demo_data, tmp_path):
+    exp = tmp_path / "exp"
+    subprocess.run(_tiny_demo_cmd(demo_data, exp) + ["--set", "max_steps=3"], check=True, capture_output=True)
+    average = [sys.executable, "-m", "asrkit.cli.main", "average", "--exp-dir", str(exp), "--iter", "3"]
+    subprocess.run(average + ["--avg", "1"], check=True, capture_output=True)
+    out = exp / "iter-3-avg-1.pt"
+    before = out.read_bytes()
+    proc = subprocess.run(average + ["--avg", "1", "--use-averaged-model"],
+                          env=_killed_at(tmp_path, "torch:save:1"), capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (exp / "iter-3-avg-1-use-averaged-model.pt").exists()
+    proc = subprocess.run(average + ["--avg", "1"], env=_killed_at(tmp_path, "torch:save:1"), capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert out.read_bytes() == before, "an interrupted re-average leaves the complete old file"
+
+
+def test_sigkill_while_exporting_onnx_leaves_the_previous_export(demo_data, tmp_path):
+    exp = tmp_path / "exp"
+    subprocess.run(_tiny_demo_cmd(demo_data, exp) + ["--set", "max_steps=2"], check=True, capture_output=True)
+    export = [sys.executable, "-m", "asrkit.cli.main", "export", "--exp-dir", str(exp), "--iter", "2",
+              "--lang-dir", str(demo_data["lang"]), "--format", "onnx", "--no-int8"]
+    subprocess.run(export, check=True, capture_output=True)
+    onnx_dir = exp / "exported" / "onnx"
+    before = _snapshot(onnx_dir)
+    proc = subprocess.run(export, env=_killed_at(tmp_path, "onnx:save:2"), capture_output=True)
+    assert proc.returncode == -signal.SIGKILL
+    assert _snapshot(onnx_dir) == before, "the export directory is replaced as a whole or not at all"
+    again = subprocess.run(export, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in onnx_dir.parent.iterdir() if p.name.startswith(".")], "staging directories are gone"
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_so(demo_data, tmp_path,
+                                                                                  monkeypatch, capsys):
+    import errno
+
+    import asrkit.training.checkpoint as checkpoint
+    from asrkit.cli.main import main
+
+    calls = []
+    real_save = torch.save
+
+    def filling_the_disk(obj, f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) < 2:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", filling_the_disk)
+    exp = tmp_path / "exp"
+    with pytest.raises(SystemExit) as stopped:
+        main(_tiny_demo_cmd(demo_data, exp)[3:])  # the same command line, in this process
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    (error,) = [line for line in lines if line.startswith("error: ")]
+    assert error == (f"error: {exp / 'checkpoint-2.pt'}: writing the checkpoint failed: [Errno 28] No space left on "
+                     f"device; the previous checkpoints are untouched, the newest is {exp / 'checkpoint-1.pt'}")
+    assert "hint: free some space, then continue with --resume" in lines
+    assert sorted(p.name for p in exp.iterdir() if p.suffix == ".pt" or p.name.endswith(".tmp")) == \
+        ["checkpoint-1.pt"]
+    assert load_checkpoint(exp / "checkpoint-1.pt")["train_state"]["batch_idx_train"] == 1

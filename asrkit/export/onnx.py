@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from asrkit.errors import ExportError, MissingDependencyError
-from asrkit.export.common import model_metadata, write_tokenizer_files
+from asrkit.export.common import model_metadata, replaced_as_a_whole, write_tokenizer_files
 
 OPSET = 17
 ENCODER_META_REQUIRED = ("model_type", "version")
@@ -193,14 +193,20 @@ def export_onnx(
         MissingDependencyError: onnx/onnxruntime are not installed.
     """
     _require_onnx()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model).to("cpu").eval()
     meta = model_metadata(net)
     if meta["recurrent_predictor"]:
         raise ExportError(
             "ONNX export needs a stateless predictor: sherpa-onnx's offline transducer feeds the decoder only the "
             "last context_size tokens", hint="use --format torchscript or pretrained for LSTM-predictor models")
+    with replaced_as_a_whole(out_dir) as staging:
+        _write_onnx_files(net, meta, staging, tokenizer_path, int8, feature_dim)
+    return Path(out_dir)
+
+
+def _write_onnx_files(net: nn.Module, meta: dict[str, Any], out: Path, tokenizer_path: str | Path, int8: bool,
+                      feature_dim: int) -> None:
+    """The files of :func:`export_onnx`, written into ``out`` and validated."""
     write_tokenizer_files(tokenizer_path, out, meta["vocab_size"])
     context_size = meta["context_size"]
 
@@ -236,7 +242,6 @@ def export_onnx(
             # quantisation may drop the metadata: copy it over
             _add_metadata(out / f"{name}.int8.onnx", _read_metadata(out / f"{name}.onnx"))
         validate_onnx_export(out, int8=True)
-    return out
 
 
 def _read_metadata(path: Path) -> dict[str, str]:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from asrkit.errors import ExportError
-from asrkit.export.common import model_metadata, write_tokenizer_files
+from asrkit.export.common import model_metadata, replaced_as_a_whole, write_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -119,21 +119,23 @@ def export_torchscript(model: nn.Module, out_dir: str | Path, tokenizer_path: st
     Raises:
         ExportError: the model can be neither scripted nor faithfully traced.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model).to("cpu").eval()
     meta = model_metadata(net)
-    write_tokenizer_files(tokenizer_path, out, meta["vocab_size"])
+    with replaced_as_a_whole(out_dir) as staging:
+        write_tokenizer_files(tokenizer_path, staging, meta["vocab_size"])
+        torch.jit.save(_script_or_trace(net, meta), str(staging / JIT_FILENAME),
+                       _extra_files={METADATA_NAME: json.dumps(meta)})
+    return Path(out_dir) / JIT_FILENAME
+
+
+def _script_or_trace(net: nn.Module, meta: dict) -> torch.jit.ScriptModule:
+    """``torch.jit.script(net)``, or traced inference methods where scripting fails (``meta["traced"]`` says)."""
     try:
         module = torch.jit.script(net)
         meta["traced"] = False
     except Exception as exc:  # torch.jit raises a variety of frontend errors
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        log.warning("cannot script %s (%s); tracing its inference methods instead", type(model).__name__, first)
+        log.warning("cannot script %s (%s); tracing its inference methods instead", type(net).__name__, first)
         module = _trace(net, meta)
         meta["traced"] = True
-    path = out / JIT_FILENAME
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.jit.save(module, str(tmp), _extra_files={METADATA_NAME: json.dumps(meta)})
-    tmp.replace(path)
-    return path
+    return module

@@ -36,7 +36,7 @@ from asrkit.data.datamodule import (
     make_sampler,
 )
 from asrkit.data.tokenizer import Tokenizer
-from asrkit.errors import AsrkitError, ConfigError, DataError
+from asrkit.errors import AsrkitError, CheckpointError, ConfigError, DataError
 from asrkit.models import set_batch_count
 from asrkit.training import distributed as D
 from asrkit.training.experiment import write_experiment_config
@@ -383,27 +383,29 @@ class Trainer:
         self.model.train()
         loader = self._train_loader(state.epoch, state.batch_in_epoch)
         progress = _progress(ctx.is_main and self.job.progress, f"epoch {state.epoch}")
-        for batch in loader:
-            if D.any_rank(batch is None, ctx):
-                # every utterance of a batch had unreadable audio (skip_bad_audio): all ranks skip this step
-                state.batch_in_epoch += 1
-                continue
-            stats = self.step(batch)
+        try:  # (closed on errors too, so that an error line does not start mid-way through the bar)
+            for batch in loader:
+                if D.any_rank(batch is None, ctx):
+                    # every utterance of a batch had unreadable audio (skip_bad_audio): all ranks skip this step
+                    state.batch_in_epoch += 1
+                    continue
+                stats = self.step(batch)
+                if progress is not None:
+                    progress.update(1)
+                    if stats:
+                        progress.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{self._lr():.2e}")
+                if stats and state.batch_idx_train % cfg.log_interval == 0:
+                    self._log_stats(stats)
+                if cfg.save_every_n > 0 and state.batch_idx_train % cfg.save_every_n == 0:
+                    self._save(kind="batch")
+                if D.any_rank(self._stop_signal is not None, ctx):
+                    path = self._save(kind="batch")
+                    raise TrainingInterrupted(path)
+                if self._spent_budget(started):
+                    break
+        finally:
             if progress is not None:
-                progress.update(1)
-                if stats:
-                    progress.set_postfix(loss=f"{stats['loss']:.3f}", lr=f"{self._lr():.2e}")
-            if stats and state.batch_idx_train % cfg.log_interval == 0:
-                self._log_stats(stats)
-            if cfg.save_every_n > 0 and state.batch_idx_train % cfg.save_every_n == 0:
-                self._save(kind="batch")
-            if D.any_rank(self._stop_signal is not None, ctx):
-                path = self._save(kind="batch")
-                raise TrainingInterrupted(path)
-            if self._spent_budget(started):
-                break
-        if progress is not None:
-            progress.close()
+                progress.close()
 
     def step(self, batch: Batch) -> Optional[dict]:
         """One optimizer step on ``batch`` with its bookkeeping (counters, schedules, running average).
@@ -565,7 +567,13 @@ class Trainer:
                 "config": self.resolved_config(),
                 "process_states": process_states,
             })
-            save_checkpoint(path, payload)
+            try:
+                save_checkpoint(path, payload)
+            except CheckpointError as exc:  # e.g. the disk is full: the files already there are complete
+                kept = _newest_checkpoint_file(self.job.exp_dir)
+                raise CheckpointError(f"{exc}; the previous checkpoints are untouched, the newest is "
+                                      f"{kept if kept else 'none (none was written yet)'}",
+                                      hint="free some space, then continue with --resume") from None
             if kind == "batch" and self.cfg.keep_last_k > 0:
                 remove_old_checkpoints(self.job.exp_dir, self.cfg.keep_last_k)
             log.info("saved %s", path)
@@ -648,6 +656,14 @@ def _latest_any_checkpoint(exp_dir: Path, latest_batch_checkpoint) -> Optional[P
         if steps > best_steps:
             best, best_steps = path, steps
     return best
+
+
+def _newest_checkpoint_file(exp_dir: Path) -> Optional[Path]:
+    """The most recently written complete checkpoint (batch or epoch) of ``exp_dir``."""
+    from asrkit.training.checkpoint import find_checkpoints, find_epoch_checkpoints
+
+    files = find_checkpoints(exp_dir) + list(find_epoch_checkpoints(exp_dir).values())
+    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
 
 
 def _seed_everything(seed: int) -> None:
