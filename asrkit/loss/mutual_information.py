@@ -22,11 +22,20 @@ The backward pass is the same sweep in reverse over *occupation weights*: with
 successors' gradients.  Those weights are computed for the whole lattice at once; only the
 weighted sums are sequential.  Edge cases (``-inf`` totals, unreachable cells) are handled the
 way k2's kernels handle them, so ``return_grad=True`` gives k2's ``px_grad``/``py_grad``.
+
+On CUDA tensors the S + T sequential steps cost one or two small kernel launches each, so when
+triton is importable the recursion runs instead as one fused kernel per batch
+(:mod:`asrkit.loss.mi_triton`, imported only then); :func:`recursion_kernel` says which path a
+device gets.  ``ASRKIT_MI_KERNEL=wavefront`` forces this module's code (for baselines).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -34,6 +43,42 @@ from torch import Tensor
 from asrkit.loss.validation import LossInputError, boundary_rows, upcast
 
 _NEG_INF = float("-inf")
+
+#: Values of the ``ASRKIT_MI_KERNEL`` environment variable.
+KERNEL_CHOICES: tuple[str, ...] = ("auto", "wavefront")
+
+
+@lru_cache(maxsize=None)
+def _triton_kernels() -> ModuleType | None:
+    """The fused-kernel module, or ``None`` when triton is missing or broken."""
+    try:
+        from asrkit.loss import mi_triton
+    except Exception:  # noqa: BLE001 - a broken triton install counts as unavailable
+        return None
+    return mi_triton
+
+
+def recursion_kernel(device: torch.device | str) -> str:
+    """Which implementation runs the recursion for tensors on ``device``.
+
+    Returns ``"triton"`` (the fused kernel) for CUDA devices, and for the CPU when
+    ``TRITON_INTERPRET=1`` is set (triton's interpreter then runs the same kernel, slowly; the
+    tests use this), provided triton is importable and ``ASRKIT_MI_KERNEL`` is not
+    ``wavefront``; otherwise ``"wavefront"`` (this module's pure-PyTorch code).
+
+    Raises:
+        LossInputError: ``ASRKIT_MI_KERNEL`` holds something other than auto/wavefront.
+    """
+    choice = os.environ.get("ASRKIT_MI_KERNEL", "auto") or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise LossInputError(
+            f"ASRKIT_MI_KERNEL must be one of {', '.join(KERNEL_CHOICES)}; got {choice!r}"
+        )
+    kind = torch.device(device).type
+    wants_kernel = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+    if choice == "auto" and wants_kernel and _triton_kernels() is not None:
+        return "triton"
+    return "wavefront"
 
 
 @dataclass(frozen=True)
@@ -210,15 +255,38 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     return px_view.contiguous(), py_view.contiguous()
 
 
+_Compute = Callable[[Tensor, Tensor, bool], tuple[Tensor, "tuple[Tensor, Tensor] | None"]]
+
+
+def _wavefront(plan: _Plan) -> _Compute:
+    """This module's implementation, as ``(px, py, want_grads) -> (scores, grads or None)``."""
+
+    def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        scores, q, steps = _forward(px, py, plan)
+        return scores, (_backward(q, steps, plan) if want_grads else None)
+
+    return compute
+
+
+def _fused(rows: list[list[int]]) -> _Compute:
+    """The Triton kernels, as ``(px, py, want_grads) -> (scores, grads or None)``."""
+
+    def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        boundary = torch.tensor(rows, dtype=torch.int64).reshape(-1, 4).to(px.device)
+        return _triton_kernels().mutual_information_triton(px, py, boundary, want_grads)
+
+    return compute
+
+
 class _MutualInformation(torch.autograd.Function):
     """Autograd wrapper: the occupation gradients are computed in forward (k2 does the same, so
     ``return_grad`` costs nothing extra) and scaled by the incoming gradient in backward."""
 
     @staticmethod
-    def forward(ctx, px: Tensor, py: Tensor, plan: _Plan, want_grads: bool, out: list):  # type: ignore[override]
-        scores, q, steps = _forward(px.detach(), py.detach(), plan)
-        if want_grads:
-            px_grad, py_grad = _backward(q, steps, plan)
+    def forward(ctx, px: Tensor, py: Tensor, compute: _Compute, want_grads: bool, out: list):  # type: ignore[override]
+        scores, grads = compute(px.detach(), py.detach(), want_grads)
+        if grads is not None:
+            px_grad, py_grad = grads
             ctx.save_for_backward(px_grad, py_grad)
             out[0], out[1] = px_grad, py_grad
         else:
@@ -246,7 +314,8 @@ def mutual_information_recursion(
             gradients are then float32).
         py: ``[B, S+1, T]`` log-weights of y-steps (emitting blank / next frame).
         boundary: optional int64 ``[B, 4]`` rows ``[s_begin, t_begin, s_end, t_end]``; default
-            ``[0, 0, S, T]``.
+            ``[0, 0, S, T]``.  (On CUDA the fused Triton kernel runs; see
+            :func:`recursion_kernel`.)
         return_grad: also return ``(px_grad, py_grad)``, the gradients of ``scores.sum()`` w.r.t.
             ``px``/``py`` (occupation probabilities), same shapes as ``px``/``py``.
 
@@ -268,10 +337,13 @@ def mutual_information_recursion(
     rows = boundary_rows(boundary, B, S, T, "mutual_information_recursion")
 
     px, py = upcast(px, "px"), upcast(py, "py")
-    plan = _Plan.make(regular, B, S, T, rows)
+    if recursion_kernel(px.device) == "triton":
+        compute = _fused(rows)
+    else:
+        compute = _wavefront(_Plan.make(regular, B, S, T, rows))
     want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
     out: list = [None, None]
-    scores = _MutualInformation.apply(px, py, plan, want_grads, out)
+    scores = _MutualInformation.apply(px, py, compute, want_grads, out)
     if return_grad:
         return scores, (out[0], out[1])
     return scores
