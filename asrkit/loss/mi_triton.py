@@ -51,24 +51,26 @@ def _finite(x):
 
 
 @triton.jit
+def _sequence(bnd_ptr, b, T, REGULAR: tl.constexpr):
+    """Sequence ``b``'s box ``s0, t0, s1, t1``, its first and last wavefronts ``k0, k1``, and ``TX``, the
+    length of px's last axis."""
+    s0 = tl.load(bnd_ptr + 4 * b)
+    t0 = tl.load(bnd_ptr + 4 * b + 1)
+    s1 = tl.load(bnd_ptr + 4 * b + 2)
+    t1 = tl.load(bnd_ptr + 4 * b + 3)
+    if REGULAR:
+        return s0, t0, s1, t1, s0 + t0, s1 + t1, T + 1
+    return s0, t0, s1, t1, t0, t1, T
+
+
+@triton.jit
 def _mi_forward_kernel(
     px_ptr, py_ptr, bnd_ptr, p_ptr, score_ptr,
     S, T, K,
     REGULAR: tl.constexpr, BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    s0 = tl.load(bnd_ptr + 4 * b)
-    t0 = tl.load(bnd_ptr + 4 * b + 1)
-    s1 = tl.load(bnd_ptr + 4 * b + 2)
-    t1 = tl.load(bnd_ptr + 4 * b + 3)
-    if REGULAR:
-        TX = T + 1
-        k0 = s0 + t0
-        k1 = s1 + t1
-    else:
-        TX = T
-        k0 = t0
-        k1 = t1
+    s0, t0, s1, t1, k0, k1, TX = _sequence(bnd_ptr, b, T, REGULAR)
     W = S + 1
     p_b = p_ptr + b * (K + 1) * W
     px_b = px_ptr + b * S * TX
@@ -114,18 +116,7 @@ def _mi_backward_kernel(
     REGULAR: tl.constexpr, BLOCK: tl.constexpr,
 ):
     b = tl.program_id(0).to(tl.int64)
-    s0 = tl.load(bnd_ptr + 4 * b)
-    t0 = tl.load(bnd_ptr + 4 * b + 1)
-    s1 = tl.load(bnd_ptr + 4 * b + 2)
-    t1 = tl.load(bnd_ptr + 4 * b + 3)
-    if REGULAR:
-        TX = T + 1
-        k0 = s0 + t0
-        k1 = s1 + t1
-    else:
-        TX = T
-        k0 = t0
-        k1 = t1
+    s0, t0, s1, t1, k0, k1, TX = _sequence(bnd_ptr, b, T, REGULAR)
     W = S + 1
     p_b = p_ptr + b * (K + 1) * W
     g_b = g_ptr + b * 2 * W  # two wavefronts of d score / d p, used in turn
