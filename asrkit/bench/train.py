@@ -152,7 +152,7 @@ def bench_train(
 
 def bench_train_precisions(precisions: list[str], **kwargs) -> list[TrainBenchResult]:
     """:func:`bench_train` once per precision (each in a fresh process when there are several)."""
-    fresh = len(precisions) > 1 or kwargs.pop("fresh_process", False)
+    fresh = kwargs.pop("fresh_process", False) or len(precisions) > 1
     return [bench_train(precision=p, fresh_process=fresh, **kwargs) for p in precisions]
 
 
