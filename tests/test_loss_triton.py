@@ -207,6 +207,29 @@ def test_without_triton_cuda_falls_back(monkeypatch):
     assert M.recursion_kernel("cuda") == "wavefront"
 
 
+def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
+    """A GPU triton cannot compile for must still train: a warning, then the wavefront code on that device."""
+
+    class Broken:
+        @staticmethod
+        def mutual_information_triton(*args, **kwargs):
+            raise RuntimeError("PTX assembly failed (simulated)")
+
+    monkeypatch.delenv("ASRKIT_MI_KERNEL", raising=False)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(M, "_triton_kernels", lambda: Broken)
+    monkeypatch.setattr(M, "_KERNEL_FAILED", set())
+    assert M.recursion_kernel("cpu") == "triton"
+    g = torch.Generator().manual_seed(1)
+    px, py = torch.randn(2, 3, 6, generator=g), torch.randn(2, 4, 5, generator=g)
+    with pytest.warns(RuntimeWarning, match="PTX assembly failed"):
+        got, (gx, gy) = M.mutual_information_recursion(px, py, return_grad=True)
+    assert M.recursion_kernel("cpu") == "wavefront"
+    monkeypatch.setenv("ASRKIT_MI_KERNEL", "wavefront")
+    want, (wx, wy) = M.mutual_information_recursion(px, py, return_grad=True)
+    assert torch.equal(got, want) and torch.equal(gx, wx) and torch.equal(gy, wy)
+
+
 @pytest.mark.cuda
 def test_kernel_on_cuda_matches_cpu():
     from asrkit.loss import mi_triton

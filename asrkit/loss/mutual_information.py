@@ -32,6 +32,7 @@ device gets.  ``ASRKIT_MI_KERNEL=wavefront`` forces this module's code (for base
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,6 +47,9 @@ _NEG_INF = float("-inf")
 
 #: Values of the ``ASRKIT_MI_KERNEL`` environment variable.
 KERNEL_CHOICES: tuple[str, ...] = ("auto", "wavefront")
+
+# Devices (str(device)) on which the fused kernel failed to compile or run: they get the wavefront code.
+_KERNEL_FAILED: set[str] = set()
 
 
 @lru_cache(maxsize=None)
@@ -76,7 +80,7 @@ def recursion_kernel(device: torch.device | str) -> str:
         )
     kind = torch.device(device).type
     wants_kernel = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
-    if choice == "auto" and wants_kernel and _triton_kernels() is not None:
+    if choice == "auto" and wants_kernel and str(device) not in _KERNEL_FAILED and _triton_kernels() is not None:
         return "triton"
     return "wavefront"
 
@@ -268,12 +272,29 @@ def _wavefront(plan: _Plan) -> _Compute:
     return compute
 
 
-def _fused(rows: list[list[int]]) -> _Compute:
-    """The Triton kernels, as ``(px, py, want_grads) -> (scores, grads or None)``."""
+def _fused(rows: list[list[int]], fallback: Callable[[], _Compute]) -> _Compute:
+    """The Triton kernels, as ``(px, py, want_grads) -> (scores, grads or None)``.
+
+    If triton cannot compile or run them on this device (an unsupported GPU, a broken driver), a
+    warning says so once and the ``fallback`` computes the result; the device then keeps the
+    wavefront code.  Running out of memory is not such a failure and is raised.
+    """
 
     def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
         boundary = torch.tensor(rows, dtype=torch.int64).reshape(-1, 4).to(px.device)
-        return _triton_kernels().mutual_information_triton(px, py, boundary, want_grads)
+        try:
+            return _triton_kernels().mutual_information_triton(px, py, boundary, want_grads)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any compile/launch failure: use the always-working code
+            _KERNEL_FAILED.add(str(px.device))
+            warnings.warn(
+                f"the fused Triton kernel of mutual_information_recursion failed on {px.device} "
+                f"({type(err).__name__}: {err}); using the wavefront implementation there from now on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return fallback()(px, py, want_grads)
 
     return compute
 
@@ -337,10 +358,10 @@ def mutual_information_recursion(
     rows = boundary_rows(boundary, B, S, T, "mutual_information_recursion")
 
     px, py = upcast(px, "px"), upcast(py, "py")
-    if recursion_kernel(px.device) == "triton":
-        compute = _fused(rows)
-    else:
-        compute = _wavefront(_Plan.make(regular, B, S, T, rows))
+    def wavefront() -> _Compute:
+        return _wavefront(_Plan.make(regular, B, S, T, rows))
+
+    compute = _fused(rows, wavefront) if recursion_kernel(px.device) == "triton" else wavefront()
     want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
     out: list = [None, None]
     scores = _MutualInformation.apply(px, py, compute, want_grads, out)
