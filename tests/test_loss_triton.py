@@ -207,6 +207,42 @@ def test_without_triton_cuda_falls_back(monkeypatch):
     assert M.recursion_kernel("cuda") == "wavefront"
 
 
+_COMPILE_FOR_GPUS = r"""
+import re, sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from asrkit.loss import mi_triton as K
+
+common = {"bnd_ptr": "*i64", "S": "i32", "T": "i32", "K": "i32", "REGULAR": "constexpr", "BLOCK": "constexpr"}
+for arch, dt, regular, block in [(90, "fp32", True, 64), (90, "fp64", False, 16), (80, "fp32", False, 512)]:
+    ptrs = {"fwd": ["px_ptr", "py_ptr", "p_ptr", "score_ptr"],
+            "bwd": ["px_ptr", "py_ptr", "p_ptr", "g_ptr", "px_grad_ptr", "py_grad_ptr"]}
+    for kind, fn in (("fwd", K._mi_forward_kernel), ("bwd", K._mi_backward_kernel)):
+        names = list(fn.arg_names)
+        types = {**{n: "*" + dt for n in ptrs[kind]}, **common}
+        src = ASTSource(fn=fn, signature={n: types[n] for n in names}, constexprs={"REGULAR": regular, "BLOCK": block})
+        out = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+        ptx = out.asm["ptx"]
+        assert out.asm["cubin"], (arch, dt, kind)
+        # threads meet between wavefronts, and the previous wavefront is re-read from memory, not a cache
+        assert "bar.sync" in ptx and "ld.volatile.global" in ptx, (arch, dt, kind)
+        print(arch, dt, kind, "ok")
+"""
+
+
+def test_kernels_compile_for_hopper_and_ampere_without_a_gpu():
+    """triton's own compiler (its bundled ptxas) builds both kernels into sm_90 / sm_80 cubins on this CPU machine:
+    what a GPU run would compile first, so a construct only the interpreter accepts fails here, not on the GPU."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", _COMPILE_FOR_GPUS], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count(" ok") == 6, proc.stdout
+
+
 def test_a_kernel_that_fails_to_compile_falls_back_with_a_warning(monkeypatch):
     """A GPU triton cannot compile for must still train: a warning, then the wavefront code on that device."""
 

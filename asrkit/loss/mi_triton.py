@@ -59,8 +59,14 @@ def _sequence(bnd_ptr, b, T, REGULAR: tl.constexpr):
     s1 = tl.load(bnd_ptr + 4 * b + 2)
     t1 = tl.load(bnd_ptr + 4 * b + 3)
     if REGULAR:
-        return s0, t0, s1, t1, s0 + t0, s1 + t1, T + 1
-    return s0, t0, s1, t1, t0, t1, T
+        k0 = s0 + t0
+        k1 = s1 + t1
+        TX = T + 1
+    else:
+        k0 = t0
+        k1 = t1
+        TX = T
+    return s0, t0, s1, t1, k0, k1, TX
 
 
 @triton.jit
