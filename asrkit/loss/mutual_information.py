@@ -272,7 +272,7 @@ def _wavefront(plan: _Plan) -> _Compute:
     return compute
 
 
-def _fused(rows: list[list[int]], fallback: Callable[[], _Compute]) -> _Compute:
+def _fused(boundary: Tensor | None, rows: list[list[int]], fallback: Callable[[], _Compute]) -> _Compute:
     """The Triton kernels, as ``(px, py, want_grads) -> (scores, grads or None)``.
 
     If triton cannot compile or run them on this device (an unsupported GPU, a broken driver), a
@@ -281,9 +281,10 @@ def _fused(rows: list[list[int]], fallback: Callable[[], _Compute]) -> _Compute:
     """
 
     def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
-        boundary = torch.tensor(rows, dtype=torch.int64).reshape(-1, 4).to(px.device)
+        # the caller's (validated) boundary is already on the device; the default one is made there
+        bnd = boundary if boundary is not None else torch.tensor(rows, dtype=torch.int64).reshape(-1, 4)
         try:
-            return _triton_kernels().mutual_information_triton(px, py, boundary, want_grads)
+            return _triton_kernels().mutual_information_triton(px, py, bnd, want_grads)
         except torch.OutOfMemoryError:
             raise
         except Exception as err:  # noqa: BLE001 - any compile/launch failure: use the always-working code
@@ -361,7 +362,7 @@ def mutual_information_recursion(
     def wavefront() -> _Compute:
         return _wavefront(_Plan.make(regular, B, S, T, rows))
 
-    compute = _fused(rows, wavefront) if recursion_kernel(px.device) == "triton" else wavefront()
+    compute = _fused(boundary, rows, wavefront) if recursion_kernel(px.device) == "triton" else wavefront()
     want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
     out: list = [None, None]
     scores = _MutualInformation.apply(px, py, compute, want_grads, out)
