@@ -43,17 +43,29 @@ def train(
     steps: Annotated[int, typer.Option(help="Timed steps per process.")] = 20,
     warmup: Annotated[int, typer.Option(help="Untimed steps first.")] = 3,
     device: Device = "cpu",
+    precision: Annotated[str, typer.Option(
+        help="Comma-separated precisions measured side by side: fp32, bf16 (CPU or CUDA), fp16 (CUDA only).")] = "fp32",
+    librispeech_shaped: Annotated[bool, typer.Option(
+        help="Synthesise LibriSpeech-shaped batches: the corpus's utterances joined into --utt-seconds "
+             "utterances, --batch-seconds of audio per batch.")] = False,
+    utt_seconds: Annotated[float, typer.Option(help="Seconds per synthesised utterance (at least).")] = 12.0,
+    batch_seconds: Annotated[float, typer.Option(help="Seconds of audio per synthesised batch.")] = 1000.0,
     set_: Overrides = None,
 ) -> None:
-    """Training throughput (audio seconds per second) of a recipe.
+    """Training throughput (audio seconds per second) and peak memory of a recipe.
 
     Example: asrkit bench train --recipe recipes/zipformer-xs.yaml --train-cuts data/fbank/synth_cuts_train.jsonl.gz
     --world-size 2
+    (on a GPU, the recipe's conditions: --device cuda --librispeech-shaped --precision fp32,fp16,bf16)
     """
-    from asrkit.bench.train import bench_train, format_result
+    from asrkit.bench.train import BatchShape, bench_train_precisions, format_result, format_table, parse_precisions
 
-    result = bench_train(recipe, train_cuts, lang_dir, world_size, steps, warmup, device, overrides_dict(set_))
-    typer.echo(format_result(result))
+    precisions = parse_precisions(precision, device)
+    shape = BatchShape(utt_seconds, batch_seconds) if librispeech_shaped else None
+    results = bench_train_precisions(precisions, recipe=recipe, train_cuts=train_cuts, lang_dir=lang_dir,
+                                     world_size=world_size, steps=steps, warmup=warmup, device=device,
+                                     overrides=overrides_dict(set_), shape=shape)
+    typer.echo(format_result(results[0]) if len(results) == 1 else format_table(results))
 
 
 @app.command("backends")

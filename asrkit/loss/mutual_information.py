@@ -22,11 +22,21 @@ The backward pass is the same sweep in reverse over *occupation weights*: with
 successors' gradients.  Those weights are computed for the whole lattice at once; only the
 weighted sums are sequential.  Edge cases (``-inf`` totals, unreachable cells) are handled the
 way k2's kernels handle them, so ``return_grad=True`` gives k2's ``px_grad``/``py_grad``.
+
+On CUDA tensors the S + T sequential steps cost one or two small kernel launches each, so when
+triton is importable the recursion runs instead as one fused kernel per batch
+(:mod:`asrkit.loss.mi_triton`, imported only then); :func:`recursion_kernel` says which path a
+device gets.  ``ASRKIT_MI_KERNEL=wavefront`` forces this module's code (for baselines).
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -34,6 +44,45 @@ from torch import Tensor
 from asrkit.loss.validation import LossInputError, boundary_rows, upcast
 
 _NEG_INF = float("-inf")
+
+#: Values of the ``ASRKIT_MI_KERNEL`` environment variable.
+KERNEL_CHOICES: tuple[str, ...] = ("auto", "wavefront")
+
+# Devices (str(device)) on which the fused kernel failed to compile or run: they get the wavefront code.
+_KERNEL_FAILED: set[str] = set()
+
+
+@lru_cache(maxsize=None)
+def _triton_kernels() -> ModuleType | None:
+    """The fused-kernel module, or ``None`` when triton is missing or broken."""
+    try:
+        from asrkit.loss import mi_triton
+    except Exception:  # noqa: BLE001 - a broken triton install counts as unavailable
+        return None
+    return mi_triton
+
+
+def recursion_kernel(device: torch.device | str) -> str:
+    """Which implementation runs the recursion for tensors on ``device``.
+
+    Returns ``"triton"`` (the fused kernel) for CUDA devices, and for the CPU when
+    ``TRITON_INTERPRET=1`` is set (triton's interpreter then runs the same kernel, slowly; the
+    tests use this), provided triton is importable and ``ASRKIT_MI_KERNEL`` is not
+    ``wavefront``; otherwise ``"wavefront"`` (this module's pure-PyTorch code).
+
+    Raises:
+        LossInputError: ``ASRKIT_MI_KERNEL`` holds something other than auto/wavefront.
+    """
+    choice = os.environ.get("ASRKIT_MI_KERNEL", "auto") or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise LossInputError(
+            f"ASRKIT_MI_KERNEL must be one of {', '.join(KERNEL_CHOICES)}; got {choice!r}"
+        )
+    kind = torch.device(device).type
+    wants_kernel = kind == "cuda" or (kind == "cpu" and os.environ.get("TRITON_INTERPRET") == "1")
+    if choice == "auto" and wants_kernel and str(device) not in _KERNEL_FAILED and _triton_kernels() is not None:
+        return "triton"
+    return "wavefront"
 
 
 @dataclass(frozen=True)
@@ -210,15 +259,56 @@ def _backward(q: Tensor, steps: Tensor, plan: _Plan) -> tuple[Tensor, Tensor]:
     return px_view.contiguous(), py_view.contiguous()
 
 
+_Compute = Callable[[Tensor, Tensor, bool], tuple[Tensor, "tuple[Tensor, Tensor] | None"]]
+
+
+def _wavefront(plan: _Plan) -> _Compute:
+    """This module's implementation, as ``(px, py, want_grads) -> (scores, grads or None)``."""
+
+    def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        scores, q, steps = _forward(px, py, plan)
+        return scores, (_backward(q, steps, plan) if want_grads else None)
+
+    return compute
+
+
+def _fused(boundary: Tensor | None, rows: list[list[int]], fallback: Callable[[], _Compute]) -> _Compute:
+    """The Triton kernels, as ``(px, py, want_grads) -> (scores, grads or None)``.
+
+    If triton cannot compile or run them on this device (an unsupported GPU, a broken driver), a
+    warning says so once and the ``fallback`` computes the result; the device then keeps the
+    wavefront code.  Running out of memory is not such a failure and is raised.
+    """
+
+    def compute(px: Tensor, py: Tensor, want_grads: bool) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        # the caller's (validated) boundary is already on the device; the default one is made there
+        bnd = boundary if boundary is not None else torch.tensor(rows, dtype=torch.int64).reshape(-1, 4)
+        try:
+            return _triton_kernels().mutual_information_triton(px, py, bnd, want_grads)
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any compile/launch failure: use the always-working code
+            _KERNEL_FAILED.add(str(px.device))
+            warnings.warn(
+                f"the fused Triton kernel of mutual_information_recursion failed on {px.device} "
+                f"({type(err).__name__}: {err}); using the wavefront implementation there from now on",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return fallback()(px, py, want_grads)
+
+    return compute
+
+
 class _MutualInformation(torch.autograd.Function):
     """Autograd wrapper: the occupation gradients are computed in forward (k2 does the same, so
     ``return_grad`` costs nothing extra) and scaled by the incoming gradient in backward."""
 
     @staticmethod
-    def forward(ctx, px: Tensor, py: Tensor, plan: _Plan, want_grads: bool, out: list):  # type: ignore[override]
-        scores, q, steps = _forward(px.detach(), py.detach(), plan)
-        if want_grads:
-            px_grad, py_grad = _backward(q, steps, plan)
+    def forward(ctx, px: Tensor, py: Tensor, compute: _Compute, want_grads: bool, out: list):  # type: ignore[override]
+        scores, grads = compute(px.detach(), py.detach(), want_grads)
+        if grads is not None:
+            px_grad, py_grad = grads
             ctx.save_for_backward(px_grad, py_grad)
             out[0], out[1] = px_grad, py_grad
         else:
@@ -246,7 +336,8 @@ def mutual_information_recursion(
             gradients are then float32).
         py: ``[B, S+1, T]`` log-weights of y-steps (emitting blank / next frame).
         boundary: optional int64 ``[B, 4]`` rows ``[s_begin, t_begin, s_end, t_end]``; default
-            ``[0, 0, S, T]``.
+            ``[0, 0, S, T]``.  (On CUDA the fused Triton kernel runs; see
+            :func:`recursion_kernel`.)
         return_grad: also return ``(px_grad, py_grad)``, the gradients of ``scores.sum()`` w.r.t.
             ``px``/``py`` (occupation probabilities), same shapes as ``px``/``py``.
 
@@ -268,10 +359,13 @@ def mutual_information_recursion(
     rows = boundary_rows(boundary, B, S, T, "mutual_information_recursion")
 
     px, py = upcast(px, "px"), upcast(py, "py")
-    plan = _Plan.make(regular, B, S, T, rows)
+    def wavefront() -> _Compute:
+        return _wavefront(_Plan.make(regular, B, S, T, rows))
+
+    compute = _fused(boundary, rows, wavefront) if recursion_kernel(px.device) == "triton" else wavefront()
     want_grads = return_grad or (torch.is_grad_enabled() and (px.requires_grad or py.requires_grad))
     out: list = [None, None]
-    scores = _MutualInformation.apply(px, py, plan, want_grads, out)
+    scores = _MutualInformation.apply(px, py, compute, want_grads, out)
     if return_grad:
         return scores, (out[0], out[1])
     return scores

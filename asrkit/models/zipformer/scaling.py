@@ -80,15 +80,31 @@ def _as_float(value: FloatLike) -> float:
     return float(value)
 
 
+def _swoosh_formula(x: Tensor, offset: float, const: float, with_derivative: bool) -> tuple[Tensor, Optional[Tensor]]:
+    """``(softplus(x - offset) - 0.08 x - const, its derivative or None)``, computed in float32 for half-precision ``x``
+    with autocast off, and returned in ``x.dtype``.
+
+    Under CUDA autocast ``softplus`` is on the float32 list, so the plain formula would return float32 and the
+    feed-forward modules' widest activations would be float32, cast back to half by the next linear; icefall's
+    SwooshL/SwooshR likewise return half under autocast.
+    """
+    with torch.autocast(x.device.type, enabled=False):
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        shifted = xf - offset
+        y = F.softplus(shifted) - 0.08 * xf - const
+        deriv = (torch.sigmoid(shifted) - 0.08).to(x.dtype) if with_derivative else None
+    return y.to(x.dtype), deriv
+
+
 class _SwooshFunction(torch.autograd.Function):
     """``softplus(x - offset) - 0.08 x - const`` whose backward is one multiply by the saved derivative
-    ``sigmoid(x - offset) - 0.08`` (far fewer autograd ops than the composed formula)."""
+    ``sigmoid(x - offset) - 0.08`` (far fewer autograd ops than the composed formula), kept in ``x.dtype``."""
 
     @staticmethod
     def forward(ctx, x: Tensor, offset: float, const: float) -> Tensor:
-        shifted = x - offset
-        ctx.save_for_backward(torch.sigmoid(shifted) - 0.08)
-        return F.softplus(shifted) - 0.08 * x - const
+        y, deriv = _swoosh_formula(x, offset, const, with_derivative=True)
+        ctx.save_for_backward(deriv)
+        return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -97,16 +113,20 @@ class _SwooshFunction(torch.autograd.Function):
 
 
 def swoosh_l(x: Tensor) -> Tensor:
-    """SwooshL(x) = log(1 + exp(x - 4)) - 0.08 x - 0.035 (Zipformer paper, eq. 6)."""
-    if torch.jit.is_scripting() or not x.requires_grad:
+    """SwooshL(x) = log(1 + exp(x - 4)) - 0.08 x - 0.035 (Zipformer paper, eq. 6); same dtype as ``x``."""
+    if torch.jit.is_scripting():
         return F.softplus(x - 4.0) - 0.08 * x - 0.035
+    if not x.requires_grad:
+        return _swoosh_formula(x, 4.0, 0.035, with_derivative=False)[0]
     return _SwooshFunction.apply(x, 4.0, 0.035)
 
 
 def swoosh_r(x: Tensor) -> Tensor:
-    """SwooshR(x) = log(1 + exp(x - 1)) - 0.08 x - 0.313261687 (zero at x = 0)."""
-    if torch.jit.is_scripting() or not x.requires_grad:
+    """SwooshR(x) = log(1 + exp(x - 1)) - 0.08 x - 0.313261687 (zero at x = 0); same dtype as ``x``."""
+    if torch.jit.is_scripting():
         return F.softplus(x - 1.0) - 0.08 * x - 0.313261687
+    if not x.requires_grad:
+        return _swoosh_formula(x, 1.0, 0.313261687, with_derivative=False)[0]
     return _SwooshFunction.apply(x, 1.0, 0.313261687)
 
 
