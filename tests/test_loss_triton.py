@@ -85,8 +85,8 @@ def _worker() -> dict:
         before = dict(mi_triton.LAUNCHES)
         fused = run(px, py, bnd, "auto")
         launches = {k: mi_triton.LAUNCHES[k] - before[k] for k in before}
-        wave = run(px, py, bnd, "wavefront")
-        res = {"launches": launches, "vs_wavefront": [max_diff(a, b) for a, b in zip(fused, wave)],
+        reference = run(px, py, bnd, "wavefront")
+        res = {"launches": launches, "vs_wavefront": [max_diff(a, b) for a, b in zip(fused, reference)],
                "finite": bool(torch.isfinite(fused[0]).all())}
         if fast_rnnt is not None:
             sc, (gx, gy) = fast_rnnt.mutual_information_recursion(px, py, bnd, return_grad=True)
@@ -108,12 +108,12 @@ def _worker() -> dict:
         bnd = torch.tensor([[0, 0, S, T], [0, 0, 3, 5], [1, 1, 4, 6]], dtype=torch.int64)
         before = mi_triton.LAUNCHES["forward"]
         fused = run(px, py, bnd, "auto")
-        wave = run(px, py, bnd, "wavefront")
+        reference = run(px, py, bnd, "wavefront")
         out["minus_inf"]["regular" if regular else "modified"] = {
             "launches": mi_triton.LAUNCHES["forward"] - before,
             "finite": int(torch.isfinite(fused[0]).sum()),
-            "vs_wavefront": [max_diff(a[torch.isfinite(b)], b[torch.isfinite(b)]) for a, b in zip(fused, wave)],
-            "same_infinities": all(torch.equal(torch.isfinite(a), torch.isfinite(b)) for a, b in zip(fused, wave)),
+            "vs_wavefront": [max_diff(a[torch.isfinite(b)], b[torch.isfinite(b)]) for a, b in zip(fused, reference)],
+            "same_infinities": all(torch.equal(torch.isfinite(a), torch.isfinite(b)) for a, b in zip(fused, reference)),
         }
 
     # The pruned loss pipeline through the public API (backend="torch"), fused against wavefront.
