@@ -57,7 +57,7 @@ def decode_test_sets(
     """
     from asrkit.config import DataConfig
     from asrkit.data.datamodule import AsrDataset, load_cuts, make_loader, make_sampler
-    from asrkit.data.tokenizer import Tokenizer
+    from asrkit.data.tokenizer import Tokenizer, check_tokenizer_matches
     from asrkit.decoding.driver import decode_cuts
     from asrkit.decoding.scoring import save_results
     from asrkit.decoding.streaming import apply_decode_config, decode_cuts_streaming
@@ -81,7 +81,8 @@ def decode_test_sets(
         tag = f"{model.format}{'-int8' if int8 and model.format == 'onnx' else ''}"
     else:
         tokenizer = Tokenizer.load(lang_dir)
-        model, _ = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
+        model, config = load_selected_model(exp_dir, selection, device=pick_device(device, 0))
+        check_tokenizer_matches(tokenizer, config.get("model", {}), lang_dir, exp_dir)
         tag = selection.suffix + apply_decode_config(model, decode_config)
     search_opts = dict(search_opts or {})
     if search_opts.get("blank_penalty"):

@@ -177,6 +177,11 @@ def _load_pretrained(path: Path, device: torch.device) -> TorchInferenceModel:
     else:  # a training checkpoint: look for the tokenizer next to it
         try:
             tokenizer = _tokenizer_for_dir(path.parent, int(net.blank_id))
+            if hasattr(tokenizer, "fingerprint"):
+                from asrkit.data.tokenizer import check_tokenizer_matches
+
+                check_tokenizer_matches(tokenizer, payload["config"].get("model", {}), path.parent / "bpe.model",
+                                        path)
         except CheckpointError:
             raise CheckpointError(f"{path}: a training checkpoint has no tokenizer; put bpe.model or tokens.txt "
                                   f"next to it, or export it with `asrkit export --format pretrained`") from None

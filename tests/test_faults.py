@@ -462,3 +462,58 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_says_
     assert sorted(p.name for p in exp.iterdir() if p.suffix == ".pt" or p.name.endswith(".tmp")) == \
         ["checkpoint-1.pt"]
     assert load_checkpoint(exp / "checkpoint-1.pt")["train_state"]["batch_idx_train"] == 1
+
+
+# ---------------------------------------------------------------------------------- files of other origins
+class _RunsCode:
+    """Unpickling this runs a command: what a malicious "checkpoint" carries."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_everywhere(demo_data, tmp_path):
+    marker = tmp_path / "code-ran"
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    evil = exp / "checkpoint-5.pt"
+    torch.save({"model": _RunsCode(marker), "train_state": {"batch_idx_train": 5}}, evil)
+    wav = _wav(tmp_path / "a.wav", 1.0)
+    commands = {
+        "transcribe": [sys.executable, "-m", "asrkit.cli.main", "transcribe", "--model", str(evil), str(wav)],
+        "average": [sys.executable, "-m", "asrkit.cli.main", "average", "--exp-dir", str(exp), "--iter", "5"],
+        "train --resume": _tiny_demo_cmd(demo_data, exp, "--resume"),
+    }
+    for name, cmd in commands.items():
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 1, (name, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and str(evil) in errors[0] and "not allowed with weights_only=True" in errors[0], \
+            (name, proc.stderr)
+        assert not marker.exists(), f"{name} ran the pickled code"
+
+
+def test_a_tokenizer_from_another_experiment_is_refused(demo_data, tmp_path):
+    from asrkit.data.tokenizer import train_tokenizer
+
+    exp = tmp_path / "exp"
+    subprocess.run(_tiny_demo_cmd(demo_data, exp), check=True, capture_output=True)
+    other = tmp_path / "other-lang"
+    train_tokenizer(["ALPHA BRAVO CHARLIE DELTA ECHO FOXTROT GOLF HOTEL"] * 20, other, vocab_size=25)
+    cuts = demo_data["test"]
+    common = ["--exp-dir", str(exp), "--iter", "2", "--lang-dir", str(other)]
+    decode = [sys.executable, "-m", "asrkit.cli.main", "decode", *common, "--cuts", str(cuts)]
+    export = [sys.executable, "-m", "asrkit.cli.main", "export", *common, "--format", "pretrained"]
+    for cmd in (decode, export):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        (error,) = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert error.startswith(f"error: {other}") and f"is not the tokenizer {exp} was trained with" in error
+    assert not (exp / "exported").exists() and not (exp / "greedy_search").exists()
+    # the model's own tokenizer works
+    ok = subprocess.run(decode[:-4] + ["--lang-dir", str(demo_data["lang"]), "--cuts", str(cuts)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr

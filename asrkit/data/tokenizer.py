@@ -118,6 +118,14 @@ class Tokenizer:
         return self._sp.get_piece_size()
 
     @property
+    def fingerprint(self) -> str:
+        """sha256 of the token inventory (the pieces, in id order): equal for interchangeable tokenizers, whatever
+        file they were loaded from. Training stores it in ``model.tokenizer_fingerprint``."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(self.symbols).encode("utf-8")).hexdigest()
+
+    @property
     def symbols(self) -> list[str]:
         """All symbols in id order (the contents of tokens.txt)."""
         return [self._sp.id_to_piece(i) for i in range(self.vocab_size)]
@@ -146,3 +154,24 @@ class Tokenizer:
         with open(path, "w", encoding="utf-8") as f:
             for i, sym in enumerate(self.symbols):
                 f.write(f"{sym} {i}\n")
+
+
+def check_tokenizer_matches(tokenizer: "Tokenizer", model_config: dict, source: str | Path, model: str) -> None:
+    """Refuse a tokenizer other than the one the model was trained with (its ids would name other pieces).
+
+    Args:
+        tokenizer: the loaded tokenizer; ``source``: where it came from (for the message).
+        model_config: the model's stored config section (``tokenizer_fingerprint`` is set by training; models
+            trained before it existed have none and are not checked).
+        model: what the model is (e.g. its experiment directory), for the message.
+
+    Raises:
+        ConfigError: naming both.
+    """
+    from asrkit.errors import ConfigError
+
+    expected = (model_config or {}).get("tokenizer_fingerprint") or ""
+    if expected and tokenizer.fingerprint != expected:
+        raise ConfigError(f"{source} is not the tokenizer {model} was trained with (fingerprint "
+                          f"{tokenizer.fingerprint[:12]}, the model's {expected[:12]})",
+                          hint="pass the --lang-dir the model was trained with")

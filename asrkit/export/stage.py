@@ -40,6 +40,7 @@ def export_model(
         ConfigError: unknown format (listing the valid ones) or selection flags.
         CheckpointError: missing/corrupt checkpoints. ExportError: an export failed.
     """
+    from asrkit.data.tokenizer import Tokenizer, check_tokenizer_matches
     from asrkit.export.onnx import export_onnx
     from asrkit.export.pretrained import export_pretrained
     from asrkit.export.torchscript import export_torchscript
@@ -52,9 +53,10 @@ def export_model(
     if not formats:
         raise ConfigError("no export format given", hint=f"valid formats: {', '.join(FORMATS)}")
     tokenizer_path = Path(lang_dir) / "bpe.model"
+    model, config = load_selected_model(Path(exp_dir), selection, device="cpu")
+    check_tokenizer_matches(Tokenizer.load(tokenizer_path), config.get("model", {}), tokenizer_path, exp_dir)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model, config = load_selected_model(Path(exp_dir), selection, device="cpu")
     written: list[Path] = []
     for fmt in dict.fromkeys(formats):
         if fmt == "pretrained":

@@ -129,6 +129,9 @@ class ModelConfig:
     feature_dim: int = 80
     vocab_size: int = 500
     blank_id: int = 0
+    tokenizer_fingerprint: str = ""
+    """Set by training from the tokenizer (:attr:`asrkit.data.tokenizer.Tokenizer.fingerprint`), like vocab_size;
+    later stages refuse another tokenizer. "" in recipes."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     joiner: JoinerConfig = field(default_factory=JoinerConfig)

@@ -244,7 +244,8 @@ def load_checkpoint(
 def _describe_load_failure(e: Exception) -> tuple[str, str]:
     """Turn torch.load's multi-paragraph exceptions into one clause for a one-line error."""
     text = str(e)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # (torch <= 2.12: "Unsupported global: GLOBAL x.y"; 2.13: "unsupported GLOBAL x.y whose module x is blocked")
+    refused = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", text)
     if refused:
         return (
             f"it contains a pickled {refused.group(1)}, which is not allowed with weights_only=True "

@@ -95,7 +95,7 @@ def train(job: TrainJob, cfg: TrainConfig) -> Path:
         from asrkit.training.experiment import claim_experiment_dir
 
         setup_logging(job.exp_dir / "log" / "train.log")  # what it decides is in the run's log too
-        cfg.model.vocab_size = Tokenizer.load(job.lang_dir).vocab_size
+        bind_tokenizer(cfg, Tokenizer.load(job.lang_dir))
         claim_experiment_dir(job.exp_dir, to_dict(cfg), resume=job.resume or job.start_epoch > 1
                              or job.start_batch > 0, force=job.force)
     job.exp_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +155,7 @@ class Trainer:
                               hint="set max_steps or max_minutes (e.g. --set max_minutes=20)")
         _seed_everything(cfg.seed)
         self.tokenizer = Tokenizer.load(job.lang_dir)
-        cfg.model.vocab_size = self.tokenizer.vocab_size
+        bind_tokenizer(cfg, self.tokenizer)
         self.loss_backend = resolve_backend(cfg.loss.backend)
         self.model = build_transducer(cfg.model).to(ctx.device)
         self.num_params = count_parameters(self.model)
@@ -656,6 +656,12 @@ def _latest_any_checkpoint(exp_dir: Path, latest_batch_checkpoint) -> Optional[P
         if steps > best_steps:
             best, best_steps = path, steps
     return best
+
+
+def bind_tokenizer(cfg: TrainConfig, tokenizer: Tokenizer) -> None:
+    """The model's vocabulary is the tokenizer's: its size and fingerprint go into ``cfg.model``."""
+    cfg.model.vocab_size = tokenizer.vocab_size
+    cfg.model.tokenizer_fingerprint = tokenizer.fingerprint
 
 
 def _newest_checkpoint_file(exp_dir: Path) -> Optional[Path]:
