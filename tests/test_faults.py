@@ -517,3 +517,44 @@ def test_a_tokenizer_from_another_experiment_is_refused(demo_data, tmp_path):
     ok = subprocess.run(decode[:-4] + ["--lang-dir", str(demo_data["lang"]), "--cuts", str(cuts)],
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+# ---------------------------------------------------------------------------------- bad audio in training
+def test_training_names_bad_utterances_or_skips_and_counts_them(demo_data, tmp_path):
+    """A training set read from audio with every kind of bad utterance: unusable ones are dropped by the filter
+    (with a count per reason), unreadable ones stop training with one line naming them -- or, with
+    --skip-bad-audio, are skipped and listed."""
+    from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    specs = [(f"good-{i}", 1.0 + 0.05 * i, "YES NO GO") for i in range(10)] + [
+        ("short", 0.05, "YES"), ("ten-minutes", 600.0, "YES"), ("no-text", 1.0, ""), ("oov", 1.0, "ZEBRA"),
+        ("corrupt", 1.0, "STOP"), ("missing", 1.0, "HELP")]
+    recs, sups = [], []
+    for name, seconds, text in specs:
+        rec = Recording.from_file(_wav(tmp_path / f"{name}.wav", seconds), recording_id=name)
+        recs.append(rec)
+        sups.append(SupervisionSegment(id=name, recording_id=name, start=0.0, duration=rec.duration, text=text))
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEgarbage" * 3)
+    (tmp_path / "missing.wav").unlink()
+    cuts = tmp_path / "bad_cuts_train.jsonl.gz"
+    CutSet.from_manifests(RecordingSet.from_recordings(recs), SupervisionSet.from_segments(sups)).to_file(cuts)
+    data = {**demo_data, "train": cuts}
+
+    exp = tmp_path / "strict"
+    strict = subprocess.run(_tiny_demo_cmd(data, exp, "--set", "max_steps=20"), capture_output=True, text=True)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    (error,) = [line for line in strict.stderr.splitlines() if line.startswith("error: ")]
+    assert "corrupt" in error or "missing" in error, error
+    log = (exp / "log" / "train.log").read_text()
+    for reason, name in (("shorter than 0.3 s", "short"), ("longer than 20.0 s", "ten-minutes"),
+                         ("empty transcript", "no-text"), ("characters unknown to the tokenizer", "oov")):
+        assert f"dropped 1 utterance(s): {reason} (e.g. {name}-" in log, name
+    assert "kept 12 utterance(s), dropped 4" in log
+
+    exp = tmp_path / "skipping"
+    skipping = subprocess.run(_tiny_demo_cmd(data, exp, "--skip-bad-audio", "--set", "max_steps=6"),
+                              capture_output=True, text=True)
+    assert skipping.returncode == 0, skipping.stderr
+    log = (exp / "log" / "train.log").read_text()
+    assert "corrupt.wav" in log and "missing.wav" in log and "skipped (2 so far" in log
+    assert (exp / "checkpoint-6.pt").exists()
