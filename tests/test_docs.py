@@ -375,3 +375,36 @@ def test_link_check_catches_missing_files_and_anchors(tmp_path):
     assert len(problems) == 2, problems
     assert problems[0].startswith(f"{page}:3: link (missing.md): ") and problems[0].endswith("does not exist")
     assert problems[1].startswith(f"{page}:4: link (other.md#gpu): ") and "no heading with anchor #gpu" in problems[1]
+
+
+# ------------------------------------------------------------------------------------------ named tests
+_TEST_ID = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
+
+
+def named_test_problems(files: list[Path]) -> list[str]:
+    """Every ``tests/x.py[::test_name]`` a page names (as the check of a claim) exists."""
+    problems = []
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for match in _TEST_ID.finditer(text):
+            test_file, name = ROOT / match.group(1), match.group(2)
+            where = f"{_rel(path)}:{_line_of(text, match.start())}"
+            if not test_file.is_file():
+                problems.append(f"{where}: {match.group(1)} does not exist")
+            elif name and not re.search(rf"^def {name}\(", test_file.read_text(encoding="utf-8"), re.M):
+                problems.append(f"{where}: {match.group(1)} has no test {name}")
+    return problems
+
+
+def test_named_tests_exist():
+    problems = named_test_problems(doc_files())
+    assert not problems, "\n".join(problems)
+
+
+def test_named_test_check_catches_missing_tests(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("ok `tests/test_docs.py::test_named_tests_exist`\n"
+                    "bad `tests/test_docs.py::test_that_never_was` and `tests/test_nothing.py`\n")
+    problems = named_test_problems([page])
+    assert len(problems) == 2 and "page.md:2: tests/test_docs.py has no test test_that_never_was" in problems[0]
+    assert "tests/test_nothing.py does not exist" in problems[1]
