@@ -297,43 +297,6 @@ def _features(path: str | Path) -> torch.Tensor:
     return compute_fbank(samples, SAMPLE_RATE)
 
 
-def min_input_frames(model: Any, feature_dim: int = 80, limit: int = 1024) -> int:
-    """The fewest feature frames (10 ms each) the model's encoder turns into at least one output frame.
-
-    ``model``: an :class:`InferenceModel` or a ``Transducer`` (anything with ``encode(x, x_lens)``).
-
-    Measured on the model itself (its convolutional front end decides; exports have no formula), by bisection
-    over encoder runs on silence, and cached on the model. Shorter input gets an empty transcript.
-
-    Raises:
-        CheckpointError: the encoder fails even on ``limit`` frames (the model is broken).
-    """
-    cached = getattr(model, "_min_input_frames", None)
-    if cached is not None:
-        return cached
-
-    def works(frames: int) -> bool:
-        from asrkit.data.features import FEATURE_PADDING_VALUE
-
-        x = torch.full((1, frames, feature_dim), FEATURE_PADDING_VALUE / 2)
-        try:
-            with torch.no_grad():
-                _, lens = model.encode(x, torch.tensor([frames]))
-        except Exception:  # a front end's convolution (torch) or shape check (onnxruntime) refusing the input
-            return False
-        return int(lens[0]) >= 1
-
-    if not works(limit):
-        kind = getattr(model, "format", "") or type(model).__name__
-        raise CheckpointError(f"the {kind} model's encoder fails even on {limit} frames of input")
-    lo, hi = 0, limit  # works(hi) holds; works(lo) does not (0 frames is no input)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if works(mid) else (mid, hi)
-    model._min_input_frames = hi
-    return hi
-
-
 @dataclass(frozen=True)
 class FileError:
     """An input file that could not be transcribed, and why (one line)."""
@@ -371,9 +334,9 @@ def transcribe_files(
     """Transcribe many files, surviving bad ones: every readable file gets a transcript, every unreadable one
     an entry in ``errors`` naming the file and the reason; nothing is raised for a bad file.
 
-    Audio shorter than the model's minimum input (see :func:`min_input_frames`) is valid input: its transcript
-    is empty, as sherpa-onnx gives, and it is listed in ``too_short``. Long files are decoded in segments of at
-    most ``segment_seconds`` (see :func:`pause_cuts`).
+    Audio shorter than the model's minimum input (see :func:`asrkit.decoding.utterances.min_input_frames`) is
+    valid input: its transcript is empty, as sherpa-onnx gives, and it is listed in ``too_short``. Long files are
+    decoded in segments of at most ``segment_seconds`` (see :func:`asrkit.decoding.utterances.pause_cuts`).
 
     Args: as :func:`transcribe`.
 
@@ -383,6 +346,8 @@ def transcribe_files(
     """
     from asrkit.data.features import FRAME_SHIFT_S
     from asrkit.errors import DataError
+
+    from asrkit.decoding.utterances import min_input_frames
 
     loaded = _prepare_search(model, method, batch_size, opts)
     min_frames = min_input_frames(loaded)
@@ -437,31 +402,13 @@ def transcribe(
         CheckpointError: the model cannot be loaded.
         ConfigError: unknown method or option.
     """
+    from asrkit.decoding.utterances import min_input_frames
+
     loaded = _prepare_search(model, method, batch_size, opts)
     feats = dict(enumerate(_features(p) for p in audio_paths))  # read everything first: a bad file fails fast
     decoded = _decode_features(loaded, feats, audio_paths, method, batch_size, timestamps, min_input_frames(loaded),
                                segment_seconds, opts)
     return [decoded[i] for i in range(len(audio_paths))]
-
-
-def pause_cuts(features: torch.Tensor, max_frames: int, search_frames: int) -> list[int]:
-    """Start frames of the segments a long utterance is decoded in.
-
-    Each segment is at most ``max_frames`` long and ends at the quietest frame (lowest mean log-mel energy) of
-    its last ``search_frames`` frames, so that cuts fall into pauses where there are any.
-
-    Args:
-        features: (T, F) log-mel features.
-    Returns:
-        ``[0, s1, s2, ...]``: segment ``k`` is ``features[s_k:s_{k+1}]`` (the last one runs to T).
-    """
-    energy = features.mean(dim=1)
-    starts, total = [0], features.shape[0]
-    search_frames = max(1, min(search_frames, max_frames - 1))
-    while total - starts[-1] > max_frames:
-        lo = starts[-1] + max_frames - search_frames
-        starts.append(lo + 1 + int(torch.argmin(energy[lo + 1:starts[-1] + max_frames + 1])))
-    return starts
 
 
 def _prepare_search(model: str | Path | InferenceModel, method: str, batch_size: int, opts: dict) -> InferenceModel:
@@ -478,41 +425,28 @@ def _prepare_search(model: str | Path | InferenceModel, method: str, batch_size:
 def _decode_features(loaded: InferenceModel, feats: dict[int, torch.Tensor], audio_paths: Sequence[str | Path],
                      method: str, batch_size: int, timestamps: bool, min_frames: int, segment_seconds: float,
                      opts: dict) -> dict[int, tuple]:
-    """Decode ``feats`` (input index -> (T, 80) features), longest first, ``batch_size`` at a time; a file
-    longer than ``segment_seconds`` is decoded as segments cut at pauses (:func:`pause_cuts`).
+    """Decode ``feats`` (input index -> (T, 80) features), longest first, ``batch_size`` files at a time, with
+    :func:`asrkit.decoding.utterances.search_utterances` (too short: empty; longer than ``segment_seconds``: in
+    segments cut at pauses).
 
-    Returns input index -> ``(path, text)`` or ``(path, text, [(token, seconds), ...])``; input (or a segment)
-    shorter than ``min_frames`` gets an empty transcript without running the model.
+    Returns input index -> ``(path, text)`` or ``(path, text, [(token, seconds), ...])``.
     """
-    from asrkit.data.features import FRAME_SHIFT_S, pad_features
-    from asrkit.decoding.search import run_search
-    from asrkit.decoding.timestamps import frames_to_seconds
+    from asrkit.data.features import FRAME_SHIFT_S
+    from asrkit.decoding.utterances import search_utterances
 
-    max_frames = int(segment_seconds / FRAME_SHIFT_S) if segment_seconds > 0 else 0
-    segments: list[tuple[int, int, torch.Tensor]] = []  # (input index, start frame, features)
-    for i, f in feats.items():
-        starts = pause_cuts(f, max_frames, max_frames // 10) if max_frames else [0]
-        for start, end in zip(starts, starts[1:] + [f.shape[0]]):
-            segments.append((i, start, f[start:end]))
-    texts: dict[tuple[int, int], str] = {}
-    pairs: dict[tuple[int, int], list] = {}
-    order = sorted((s for s in segments if s[2].shape[0] >= min_frames), key=lambda s: s[2].shape[0], reverse=True)
-    for first in range(0, len(order), batch_size):
-        batch = order[first:first + batch_size]
-        x, x_lens = pad_features([f for _, _, f in batch])
-        tokens, stamps, enc_lens = run_search(loaded, x, x_lens, method, return_timestamps=timestamps, **opts)
-        for k, (text, (i, start, _)) in enumerate(zip(loaded.decode_tokens(tokens), batch)):
-            texts[i, start] = text
-            if timestamps:
-                offset = start * FRAME_SHIFT_S
-                seconds = frames_to_seconds(stamps[k], int(x_lens[k]), int(enc_lens[k]))
-                pairs[i, start] = [(loaded.symbols[t], offset + s) for t, s in zip(tokens[k], seconds)]
+    segment_frames = int(segment_seconds / FRAME_SHIFT_S) if segment_seconds > 0 else 0
+    order = sorted(feats, key=lambda i: feats[i].shape[0], reverse=True)
     results: dict[int, tuple] = {}
-    for i in feats:
-        keys = [(j, start) for j, start, _ in segments if j == i]
-        text = " ".join(t for t in (texts.get(key, "") for key in keys) if t)
-        path = str(audio_paths[i])
-        results[i] = (path, text, [p for key in keys for p in pairs.get(key, [])]) if timestamps else (path, text)
+    for first in range(0, len(order), batch_size):
+        idx = order[first:first + batch_size]
+        tokens, seconds = search_utterances(loaded, [feats[i] for i in idx], method, min_frames, segment_frames,
+                                            return_timestamps=timestamps, **opts)
+        for k, (i, text) in enumerate(zip(idx, loaded.decode_tokens(tokens))):
+            path = str(audio_paths[i])
+            if timestamps:
+                results[i] = (path, text, [(loaded.symbols[t], s) for t, s in zip(tokens[k], seconds[k])])
+            else:
+                results[i] = (path, text)
     return results
 
 

@@ -79,3 +79,25 @@ def test_decode_cuts_timestamps_are_per_token_seconds(method):
             assert [s for _, s in stamps[cut_id]] == [round(f * factor * 0.01, 3) for f in frames[k]]
             assert [t for t, _ in stamps[cut_id]] == [LetterTokenizer().id_to_symbol(i) for i in tokens[k]]
             assert all(a <= b for a, b in zip(frames[k], frames[k][1:]))
+
+
+def test_long_utterances_are_searched_in_segments_cut_at_pauses():
+    from asrkit.decoding.utterances import pause_cuts
+
+    model = _tiny_transducer()
+    torch.manual_seed(5)
+    feats = torch.randn(1, 200, 8)
+    feats[0, 55] = -10.0  # a pause where the first cut must fall
+    batch = SimpleNamespace(features=feats, feature_lens=torch.tensor([200]), texts=["a"], cut_ids=["long"])
+    starts = pause_cuts(feats[0], 60, 6)
+    assert starts[1] == 55 and all(b - a <= 60 for a, b in zip(starts, starts[1:] + [200]))
+    ((_, _, hyp),) = decode_cuts(model, [batch], LetterTokenizer(), "greedy_search", progress=False,
+                                 segment_frames=60)
+    expected = []
+    for a, b in zip(starts, starts[1:] + [200]):
+        enc, lens = model.encode(feats[:, a:b], torch.tensor([b - a]))
+        expected += greedy_search(model, enc, lens)[0]
+    assert hyp == LetterTokenizer().decode([expected])[0].split() and hyp
+    ((_, _, whole),) = decode_cuts(model, [batch], LetterTokenizer(), "greedy_search", progress=False,
+                                   segment_frames=0)
+    assert whole != hyp  # (the cut changes the result: the segmented path really ran)

@@ -163,7 +163,8 @@ def _transcribe_cli(model: Path, paths: list[Path], *extra: str) -> subprocess.C
 def test_bulk_transcription_survives_bad_files(demo_exports, bad_and_good_audio, fmt):
     """Every readable file gets a transcript line (in input order, the same as without the bad files), every
     unreadable one exactly one error line naming it and why, then a summary; exit status 1; no traceback."""
-    from asrkit.inference import load_model, min_input_frames
+    from asrkit.decoding.utterances import min_input_frames
+    from asrkit.inference import load_model
 
     model = demo_exports[fmt]
     paths = [p for p, _ in bad_and_good_audio]
@@ -199,7 +200,8 @@ def test_the_minimum_input_comes_from_the_model_front_end(demo_exports):
     """min_input_frames is where the encoder starts giving output: one frame less fails or gives none, in every
     format, and it equals the zipformer's own length formula."""
     from asrkit.data.features import FEATURE_PADDING_VALUE
-    from asrkit.inference import load_model, min_input_frames
+    from asrkit.decoding.utterances import min_input_frames
+    from asrkit.inference import load_model
 
     found = {}
     for fmt, path in demo_exports.items():
@@ -240,7 +242,7 @@ def test_ten_minutes_of_audio_are_transcribed_in_segments(demo_exports, tmp_path
 
 
 def test_pause_cuts_keep_segments_short_and_cut_in_pauses():
-    from asrkit.inference import pause_cuts
+    from asrkit.decoding.utterances import pause_cuts
 
     feats = torch.zeros(1000, 80)
     feats[:, :] = 1.0

@@ -7,9 +7,8 @@ from typing import Any
 
 import torch
 
-from asrkit.decoding.search import check_options, get_search_function, run_search
-from asrkit.inference import min_input_frames
-from asrkit.decoding.timestamps import frames_to_seconds
+from asrkit.decoding.search import check_options, get_search_function
+from asrkit.decoding.utterances import min_input_frames, search_utterances
 
 
 @torch.no_grad()
@@ -20,9 +19,14 @@ def decode_cuts(
     method: str = "greedy_search",
     progress: bool = True,
     timestamps: dict | None = None,
+    segment_frames: int = 6000,
     **opts: Any,
 ) -> list[tuple[str, list[str], list[str]]]:
     """Run ``method`` over every batch and detokenize the results.
+
+    Utterances too short for the model's front end get an empty hypothesis; utterances longer than
+    ``segment_frames`` (default 60 s; 0: never) are searched in segments cut at pauses, as ``asrkit transcribe``
+    does (see :func:`asrkit.decoding.utterances.search_utterances`).
 
     Args:
         model: a ``Transducer`` (put in eval mode here) or a model from
@@ -57,24 +61,12 @@ def decode_cuts(
     for batch in tqdm(batches, desc=f"decode ({method})", unit="batch", disable=not progress):
         if batch is None:  # every utterance of the batch had unreadable audio (skipped and counted by the dataset)
             continue
-        # utterances too short for the encoder's front end are valid input: an empty hypothesis, as sherpa-onnx
         if min_frames is None:
             min_frames = min_input_frames(model, feature_dim=batch.features.shape[-1])
-        keep = (batch.feature_lens >= min_frames).nonzero().flatten()
-        tokens: list[list[int]] = [[] for _ in batch.cut_ids]
-        stamps: list[list[int]] = [[] for _ in batch.cut_ids]
-        enc_lens = [1] * len(batch.cut_ids)
-        if keep.numel():
-            lens = batch.feature_lens[keep]
-            found, found_stamps, found_lens = run_search(
-                model, batch.features[keep, : int(lens.max())], lens, method, unk_id=unk_id,
-                return_timestamps=timestamps is not None, **opts)
-            for j, k in enumerate(keep.tolist()):
-                tokens[k], enc_lens[k] = found[j], int(found_lens[j])
-                if found_stamps is not None:
-                    stamps[k] = found_stamps[j]
-        add_results(results, timestamps, tokenizer, batch.cut_ids, batch.texts, tokens, stamps,
-                    batch.feature_lens.tolist(), enc_lens)
+        features = [batch.features[k, :n] for k, n in enumerate(batch.feature_lens.tolist())]
+        tokens, seconds = search_utterances(model, features, method, min_frames, segment_frames, unk_id=unk_id,
+                                            return_timestamps=timestamps is not None, **opts)
+        add_results(results, timestamps, tokenizer, batch.cut_ids, batch.texts, tokens, seconds)
     return results
 
 
@@ -85,15 +77,12 @@ def add_results(
     cut_ids: Sequence[str],
     refs: Sequence[str],
     tokens: list[list[int]],
-    stamps: list[list[int]] | None,
-    feature_lens: Sequence[int],
-    enc_lens: Sequence[int],
+    seconds: list[list[float]] | None,
 ) -> None:
     """Detokenize searched utterances into ``results`` (and, when ``timestamps`` is a dict, fill it with
-    ``cut_id -> [(token, start seconds), ...]`` from the encoder-frame ``stamps``)."""
+    ``cut_id -> [(token, start seconds), ...]`` from each token's start ``seconds``)."""
     texts = tokenizer.decode(tokens)
     for k, (cut_id, ref, hyp) in enumerate(zip(cut_ids, refs, texts)):
         results.append((str(cut_id), ref.split(), hyp.split()))
-        if timestamps is not None and stamps is not None:
-            seconds = frames_to_seconds(stamps[k], int(feature_lens[k]), int(enc_lens[k]))
-            timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds)]
+        if timestamps is not None and seconds is not None:
+            timestamps[str(cut_id)] = [(tokenizer.id_to_symbol(t), s) for t, s in zip(tokens[k], seconds[k])]

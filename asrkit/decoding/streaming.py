@@ -27,6 +27,7 @@ from asrkit.decoding.greedy_search import GreedyStream, greedy_result, greedy_se
 from asrkit.decoding.hypothesis import SearchOutput
 from asrkit.decoding.modified_beam_search import BeamStream, beam_result, modified_beam_search_step
 from asrkit.decoding.search import model_device
+from asrkit.decoding.timestamps import frames_to_seconds
 from asrkit.errors import ConfigError
 from asrkit.models.zipformer.encoder import stack_states, unstack_states
 
@@ -307,6 +308,6 @@ def decode_cuts_streaming(
     out = decode_streaming(model, utterances(), method, num_streams, model_device(model), **opts)
     ids = [r.utt_id for r in out]
     results: list[tuple[str, list[str], list[str]]] = []
-    add_results(results, timestamps, tokenizer, ids, [refs[i][0] for i in ids], [r.tokens for r in out],
-                [r.timestamps for r in out], [refs[i][1] for i in ids], [r.num_frames for r in out])
+    seconds = [frames_to_seconds(r.timestamps, refs[r.utt_id][1], r.num_frames) for r in out]
+    add_results(results, timestamps, tokenizer, ids, [refs[i][0] for i in ids], [r.tokens for r in out], seconds)
     return results
