@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -57,3 +58,22 @@ def write_tone_corpus(root: Path, prefix: str = "tiny", n_per_split: int = 6, se
 def tone_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tone")
     return write_tone_corpus(root)
+
+
+def assert_same_state(a, b, where: str = "payload") -> None:
+    """Nested dicts/lists/tensors (checkpoint payloads, state dicts) equal exactly, types included; the message
+    names the first differing entry."""
+    assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
+    if isinstance(a, dict):
+        assert list(a.keys()) == list(b.keys()), where
+        for k in a:
+            assert_same_state(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

@@ -15,6 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import assert_same_state
 
 from asrkit.errors import CheckpointError
 from asrkit.training.checkpoint import (
@@ -45,23 +46,6 @@ def _train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, sched, n: i
         loss.backward()
         opt.step()
         sched.step_batch()
-
-
-def _assert_nested_equal(a, b, where="payload"):
-    assert type(a) is type(b), f"{where}: {type(a)} != {type(b)}"
-    if isinstance(a, dict):
-        assert list(a.keys()) == list(b.keys()), where
-        for k in a:
-            _assert_nested_equal(a[k], b[k], f"{where}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_nested_equal(x, y, f"{where}[{i}]")
-    elif isinstance(a, torch.Tensor):
-        assert a.dtype == b.dtype and a.shape == b.shape, where
-        assert torch.equal(a, b), where
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def _lhotse_sampler_state() -> dict:
@@ -116,7 +100,7 @@ def test_round_trip_of_real_training_state_and_resume_matches(tmp_path, optimize
     path = save_checkpoint(tmp_path / "exp" / "checkpoint-3.pt", payload)
     assert path == tmp_path / "exp" / "checkpoint-3.pt"
     loaded = load_checkpoint(path, required_keys=("model", "optimizer"))
-    _assert_nested_equal(dict(payload), loaded)
+    assert_same_state(dict(payload), loaded)
     assert loaded["model_avg"]["0.weight"].dtype == torch.float64
 
     # Resuming from the loaded state gives exactly the trajectory of the uninterrupted run.

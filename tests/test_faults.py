@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from asrkit.training.checkpoint import load_checkpoint
-from conftest import write_tone_corpus
+from conftest import assert_same_state, write_tone_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_PRESET = REPO / "recipes" / "zipformer-xs.yaml"
@@ -54,20 +54,6 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str, timeout: float = 300
         time.sleep(0.05)
 
 
-def _flatten(obj, prefix: str = "") -> dict:
-    if isinstance(obj, dict):
-        return {k: v for key, value in obj.items() for k, v in _flatten(value, f"{prefix}.{key}").items()}
-    if isinstance(obj, (list, tuple)):
-        return {k: v for i, value in enumerate(obj) for k, v in _flatten(value, f"{prefix}[{i}]").items()}
-    return {prefix: obj}
-
-
-def _differences(a, b) -> list[str]:
-    fa, fb = _flatten(a), _flatten(b)
-    assert fa.keys() == fb.keys()
-    return [k for k in fa if not (torch.equal(fa[k], fb[k]) if isinstance(fa[k], torch.Tensor) else fa[k] == fb[k])]
-
-
 @pytest.mark.slow
 def test_sigkill_of_the_two_process_demo_training_resumes_bit_identically(demo_data, tmp_path):
     """SIGKILL every process of the demo training between two checkpoints (step 25 of 40, checkpoints every 10),
@@ -92,7 +78,7 @@ def test_sigkill_of_the_two_process_demo_training_resumes_bit_identically(demo_d
     for step in (30, 40):
         a, b = load_checkpoint(ref / f"checkpoint-{step}.pt"), load_checkpoint(cut / f"checkpoint-{step}.pt")
         for key in ("model", "model_avg", "optimizer", "scheduler", "train_state", "process_states"):
-            assert not _differences(a[key], b[key]), f"checkpoint-{step}.pt: {key} differs"
+            assert_same_state(a[key], b[key], f"checkpoint-{step}.pt: {key}")
 
 
 # ---------------------------------------------------------------------------------- bad audio in transcription

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_same_state
 
 from asrkit.config import TrainConfig, save_yaml
 from asrkit.errors import ConfigError
@@ -160,22 +161,7 @@ def test_checkpoints_hold_every_stateful_part_of_the_demo_trainer(prepared, tmp_
         if part is None:
             assert ckpt[key] is None
             continue
-        _assert_same_state(part.state_dict(), ckpt[key], key)
-
-
-def _assert_same_state(a, b, where: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_same_state(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_state(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, where
+        assert_same_state(part.state_dict(), ckpt[key], key)
 
 
 def test_resume_after_sigkill_gives_identical_parameters(prepared, tmp_path):
