@@ -266,8 +266,15 @@ def cuts_with_bad_audio(tmp_path):
     return path, ids
 
 
+@pytest.mark.parametrize("audio_backend", ["default", "LibsndfileBackend"])
 def test_decode_skips_unreadable_utterances_and_counts_them(demo_exports, demo_data, cuts_with_bad_audio,
-                                                            tmp_path):
+                                                            tmp_path, monkeypatch, audio_backend):
+    """(Also with lhotse's single LibsndfileBackend, as `asrkit prepare an4` selects: lhotse then re-raises
+    soundfile's error in a form that cannot print itself; the line must still say what is wrong.)"""
+    if audio_backend == "default":
+        monkeypatch.delenv("LHOTSE_AUDIO_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("LHOTSE_AUDIO_BACKEND", audio_backend)
     cuts, ids = cuts_with_bad_audio
     cmd = [sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", str(tmp_path / "exp"), "--model",
            str(demo_exports["pretrained"]), "--lang-dir", str(demo_data["lang"]), "--cuts", str(cuts)]

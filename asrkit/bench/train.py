@@ -138,7 +138,10 @@ def bench_train(
     cfg.max_minutes = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        args = (world_size, str(train_cuts), str(lang_dir), cfg, steps, warmup, device, tmp, str(out), shape)
+        from asrkit.training.distributed import free_port
+
+        args = (world_size, str(train_cuts), str(lang_dir), cfg, steps, warmup, device, tmp, str(out), shape,
+                free_port())
         if world_size == 1 and not fresh_process:
             _worker(0, *args)
         else:
@@ -201,13 +204,13 @@ def shaped_batches(batches: Iterator, shape: BatchShape) -> Iterator:
                 joined = []
 
 
-def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, tmp, out, shape) -> None:
+def _worker(rank, world_size, train_cuts, lang_dir, cfg, steps, warmup, device, tmp, out, shape, port) -> None:
     import torch
 
     from asrkit.training import distributed as D
     from asrkit.training.loop import TrainJob, Trainer
 
-    ctx = D.init_process_group(rank, world_size, rank, device, master_port=29533)
+    ctx = D.init_process_group(rank, world_size, rank, device, master_port=port)
     D.share_cpu_threads(ctx)
     try:
         job = TrainJob(exp_dir=Path(tmp) / "exp", train_cuts=Path(train_cuts), lang_dir=Path(lang_dir),

@@ -33,7 +33,7 @@ def train(
     num_epochs: Annotated[Optional[int], typer.Option(help="Override the recipe's num_epochs.")] = None,
     set_: Overrides = None,
     device: Device = "auto",
-    master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1.")] = 12354,
+    master_port: Annotated[int, typer.Option(help="Rendezvous port for --world-size > 1 (0: a free port).")] = 0,
     use_fp16: Annotated[bool, typer.Option(help="Mixed precision fp16 with a grad scaler.")] = False,
     use_bf16: Annotated[bool, typer.Option(help="Mixed precision bf16.")] = False,
     max_duration: Annotated[Optional[float], typer.Option(help="Seconds of audio per batch and process.")] = None,

@@ -177,14 +177,31 @@ def load_cut_features(cut) -> torch.Tensor:
         raise DataError(f"utterance {cut.id}: cannot read {source}: {_first_cause(exc)}") from None
 
 
-def _first_cause(exc: Exception) -> str:
-    """One line saying what is wrong. lhotse reports a failed read as several lines (one per audio backend
-    tried, then the call chain with whole manifests); the first backend's own message is the cause."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
-    for line in lines:
-        if line.startswith("Exception #0"):
-            return line.rsplit("'>: ", 1)[-1]
-    return lines[0]
+def _first_cause(exc: BaseException) -> str:
+    """One line saying what is wrong with a failed read.
+
+    lhotse reports it as several lines (one per audio backend tried, then the call chain with whole manifests):
+    the first backend's own message is the cause. With a single backend lhotse re-raises the error with its type
+    rebuilt from a string, which soundfile's error type does not survive (it cannot even print itself, and the
+    next wrapper's attempt raises a TypeError): then the root of the exception chain says what happened.
+    """
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    messages = []
+    for link in chain:
+        try:
+            lines = str(link).strip().splitlines()
+        except Exception:  # e.g. soundfile.LibsndfileError rebuilt by lhotse without its error code
+            continue
+        for line in lines:
+            if line.startswith("Exception #0"):
+                return line.rsplit("'>: ", 1)[-1]
+        if lines:
+            messages.append(lines[0])
+    return messages[-1] if messages else type(exc).__name__
 
 
 def _audio_source(cut) -> str:

@@ -107,6 +107,16 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
     return device
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for the DDP rendezvous of spawned processes, so that
+    two runs on one machine do not collide on a fixed port)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def init_process_group(
     rank: int, world_size: int, local_rank: int, device: str, master_port: int | None = None
 ) -> DistContext:
@@ -115,7 +125,9 @@ def init_process_group(
     if world_size > 1 and not dist.is_initialized():
         if not launched_by_torchrun():
             os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-            os.environ["MASTER_PORT"] = str(master_port or 12354)
+            if not master_port:  # each rank picking its own free port would never meet the others
+                raise ValueError("spawned DDP ranks need the one master_port their launcher chose (free_port())")
+            os.environ["MASTER_PORT"] = str(master_port)
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)

@@ -63,7 +63,7 @@ class TrainJob:
     start_batch: int = 0  # > 0: resume from checkpoint-<start_batch>.pt
     resume: bool = False  # resume from the latest checkpoint in exp_dir, if any
     force: bool = False  # start over in an exp_dir that holds another run (its checkpoints are removed)
-    master_port: int = 12354
+    master_port: int = 0  # DDP rendezvous port of spawned processes; 0: a free one
     tensorboard: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -107,6 +107,7 @@ def train(job: TrainJob, cfg: TrainConfig) -> Path:
         import torch.multiprocessing as mp
 
         D.pick_device(job.device, job.world_size - 1)  # every rank has a device, or one clear error here
+        job.master_port = job.master_port or D.free_port()  # chosen once, here: every rank must use the same
         mp.spawn(_spawned_rank, args=(job, cfg), nprocs=job.world_size, join=True)
         return _last_epoch_checkpoint(job.exp_dir, cfg.num_epochs)
     return _run_rank(0, 1, 0, job, cfg)
