@@ -1,4 +1,4 @@
-"""Tests for the synthetic espeak-ng corpus (real synthesis of a few dozen short utterances)."""
+"""Tests for the synthetic corpus (real synthesis of a few dozen short utterances, engines mixed)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from asrkit.data.corpora.synth import (
     generate_synth,
     make_an4_text,
     make_sentence,
+    parse_engine_mix,
     prepare_synth,
 )
-from asrkit.errors import DataError
+from asrkit.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
 
@@ -119,20 +120,93 @@ def test_invalid_parameters(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="hours"):
         generate_synth(tmp_path, hours=0)
     with pytest.raises(DataError, match="eval_engine"):
-        generate_synth(tmp_path, hours=0.01, eval_engine="festival")
+        generate_synth(tmp_path, hours=0.01, eval_engine="mbrola")
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite binary not installed")
-def test_flite_eval_split_and_sentences(tmp_path: Path) -> None:
-    d = generate_synth(tmp_path / "f", hours=0.006, seed=1, train_speakers=2, dev_speakers=1, test_speakers=3,
-                       flite_train_speakers=1, eval_engine="flite", sentences=True, num_jobs=2)
+def _mixed_engines() -> tuple[str, str]:
+    """A training engine besides espeak-ng and a left-out one, from those installed (CI installs all)."""
+    from asrkit.data.corpora.tts import ENGINES
+
+    have = [e for e in ("flite", "festival", "pico") if ENGINES[e].available()]
+    if len(have) < 2:
+        pytest.skip(f"needs two of flite, festival, pico installed (have {have})")
+    return have[0], have[1]
+
+
+MIXED = dict(hours=0.01, seed=1, train_speakers=6, dev_speakers=1, test_speakers=2, sentences=True)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    train_engine, left_out = _mixed_engines()
+    d = generate_synth(tmp_path_factory.mktemp("mixed") / "m", **MIXED, num_jobs=2,
+                       engine_mix=(("espeak", 2.0), (train_engine, 1.0)), eval_engine=left_out)
+    return d, train_engine, left_out
+
+
+def test_mixed_engines_and_a_left_out_engine(mixed: tuple[Path, str, str]) -> None:
+    d, train_engine, left_out = mixed
     m = prepare_synth(d)
-    assert "test_flite" in m
+    assert sorted(m) == sorted(["train", "dev", "test", f"dev_{left_out}", f"test_{left_out}"])
     info = {s["speaker_id"]: s for s in json.loads((d / "speakers.json").read_text())}
-    flite_voices = {info[s.speaker]["voice"] for s in m["test_flite"]["supervisions"]}
-    assert flite_voices == {"slt", "rms", "awb"}
-    train_voices = {info[s.speaker]["voice"] for s in m["train"]["supervisions"]}
-    assert not (train_voices & flite_voices)
+    engines = {split: {info[s.speaker]["engine"] for s in pair["supervisions"]} for split, pair in m.items()}
+    assert engines["train"] == {"espeak", train_engine}
+    assert engines["dev"] == engines["test"] == {"espeak"}
+    assert engines[f"dev_{left_out}"] == engines[f"test_{left_out}"] == {left_out}
+    train_spk = {s.speaker for s in m["train"]["supervisions"]}
+    assert sum(info[s]["engine"] == train_engine for s in train_spk) == 2  # a third of 6
+    # The manifest records engine and voice of every utterance.
+    for pair in m.values():
+        for sup in pair["supervisions"]:
+            assert sup.custom == {"engine": info[sup.speaker]["engine"], "voice": info[sup.speaker]["voice"]}
+    # Left-out speakers: as many utterances each as the test speakers, non-silent 16 kHz audio.
+    per = {split: len(pair["supervisions"]) / len({s.speaker for s in pair["supervisions"]}) for split, pair in m.items()}
+    assert per[f"test_{left_out}"] == pytest.approx(per["test"], abs=1)
+    rec = m[f"test_{left_out}"]["recordings"][0]
+    assert rec.sampling_rate == 16000 and abs(rec.load_audio()).max() > 0.01
+
+
+def test_mixed_corpus_is_deterministic(mixed: tuple[Path, str, str], tmp_path: Path) -> None:
+    d, train_engine, left_out = mixed
+    again = generate_synth(tmp_path / "again", **MIXED, num_jobs=1,
+                           engine_mix=(("espeak", 2.0), (train_engine, 1.0)), eval_engine=left_out)
+    assert _files(again) == _files(d)
+
+
+def test_espeak_speakers_do_not_depend_on_the_mix(corpus: Path, tmp_path: Path) -> None:
+    """Training 4 espeak-ng speakers + 2 of another engine: the espeak-ng speakers, dev and test are those of the
+    espeak-ng-only corpus with 4 training speakers."""
+    train_engine, _ = _mixed_engines()
+    d = generate_synth(tmp_path / "mix", **{**TINY, "train_speakers": 6, "num_jobs": 2},
+                       engine_mix=(("espeak", 4.0), (train_engine, 2.0)))
+    base = json.loads((corpus / "speakers.json").read_text())
+    info = json.loads((d / "speakers.json").read_text())
+    assert [s for s in info if s["engine"] == "espeak"] == base
+    for split in ("dev", "test"):
+        assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
+
+
+def test_engine_mix_validation(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="eval_engine"):
+        generate_synth(tmp_path, hours=0.01, eval_engine="espeak")
+    with pytest.raises(DataError, match="eval_engine"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("espeak", 1.0), ("flite", 1.0)), eval_engine="flite")
+    with pytest.raises(DataError, match="engine_mix"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("flite", 1.0),))
+    with pytest.raises(DataError, match="engine_mix"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("espeak", 1.0), ("mbrola", 1.0)))
+    assert parse_engine_mix(["espeak=0.8", "flite=0.2"]) == (("espeak", 0.8), ("flite", 0.2))
+    for bad in ("espeak", "espeak=0", "mbrola=1", "flite=x"):
+        with pytest.raises(ConfigError, match="engine mix"):
+            parse_engine_mix([bad])
+
+
+def test_no_reserved_voice_in_any_split(mixed: tuple[Path, str, str], corpus: Path) -> None:
+    from asrkit.data.corpora.tts import is_reserved
+
+    for d in (mixed[0], corpus):
+        for s in json.loads((d / "speakers.json").read_text()):
+            assert not is_reserved(s["engine"], s["voice"]), s
 
 
 def test_generated_voices_change_only_the_chosen_training_speakers(corpus: Path, tmp_path: Path) -> None:

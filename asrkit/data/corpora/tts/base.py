@@ -82,6 +82,15 @@ class TTSEngine(ABC):
         """Whether the synthesizer's binary is on ``PATH``."""
         return shutil.which(cls.binary) is not None
 
+    def version(self) -> str:
+        """The synthesizer's version line (``<binary> --version``, whatever its exit status; "" if it has none)."""
+        try:
+            proc = subprocess.run([self.binary, "--version"], capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        text = (proc.stdout or proc.stderr).decode("utf-8", "replace").strip()
+        return text.splitlines()[0][:200] if text else ""
+
     @abstractmethod
     def voices(self) -> tuple[str, ...]:
         """The installed voices this backend may use (never a reserved one), in a fixed order."""
