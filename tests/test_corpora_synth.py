@@ -248,3 +248,40 @@ def test_dev_and_test_do_not_depend_on_the_training_speakers(corpus: Path, tmp_p
     n_base = len((corpus / "metadata" / "train.jsonl").read_text().splitlines())
     n_more = len((d / "metadata" / "train.jsonl").read_text().splitlines())
     assert abs(n_more - n_base) <= 0.25 * n_base
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# egs/synth/run.sh: the two reports of stage 8
+# ---------------------------------------------------------------------------------------------------------------
+def _run_report_stage(work: Path, *args: str):
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(["bash", str(repo / "egs/synth/run.sh"), "--work-dir", str(work), "--exp-dir", "exp/x",
+                           "--epoch", "3", "--avg", "2", "--stage", "8", "--stop-stage", "8", *args],
+                          capture_output=True, text=True)
+
+
+def _summary(work: Path, method: str, split: str, wer: float) -> None:
+    d = work / "exp/x" / method
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"wer-summary-{split}-epoch-3-avg-2-use-averaged-model-blank-penalty-0.5.txt").write_text(
+        f"settings\tWER\n{split}\t{wer:.2f}\n")
+
+
+def test_recipe_prints_the_left_out_engine_wer_and_then_the_unseen_voices_wer(tmp_path: Path) -> None:
+    for method, offset in (("modified_beam_search", 0.0), ("greedy_search", 1.0)):
+        _summary(tmp_path, method, "test", 3.25 + offset)
+        _summary(tmp_path, method, "test_flite", 12.5 + offset)
+    proc = _run_report_stage(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "%WER[test_flite] = 12.50" in lines
+    assert lines[-1] == "%WER = 3.25"  # the unseen voices of the training engines, last
+    assert any("left out of training (flite)" in line for line in lines)
+    assert any("greedy_search: %WER 13.50" in line for line in lines)
+    # Without a left-out engine only the unseen-voice WER is printed; with one whose decode is missing, an error.
+    proc = _run_report_stage(tmp_path, "--eval-engine", "none")
+    assert proc.returncode == 0 and "test_flite" not in proc.stdout and proc.stdout.strip().endswith("%WER = 3.25")
+    proc = _run_report_stage(tmp_path, "--eval-engine", "festival")
+    assert proc.returncode == 1 and "wer-summary-test_festival" in proc.stderr
