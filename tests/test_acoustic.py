@@ -247,3 +247,16 @@ def test_dataset_recomputes_features_of_augmented_utterances_only(tone_corpus, t
     assert 0 < changed < len(cuts)
     again = AsrDataset(tok, acoustic=AcousticAugment(aug.cfg, seed=5))[cuts]
     assert torch.equal(again.features, batch.features)  # deterministic, babble included
+
+
+def test_loading_cost_benchmark_runs_on_a_corpus(tone_corpus, tmp_path, capsys) -> None:
+    from asrkit.data.acoustic_bench import main
+    from asrkit.data.fbank import compute_fbank_for_splits
+    from asrkit.data.prepare_lang import prepare_tokenizer
+
+    out = compute_fbank_for_splits(tone_corpus, "tiny", ["train"], tmp_path / "fbank", num_jobs=1)
+    prepare_tokenizer(out["train"], tmp_path / "lang", vocab_size=30)
+    main(["--cuts", str(out["train"]), "--lang-dir", str(tmp_path / "lang"), "--set", "noise_prob=1.0,gain_prob=0.5"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 3 and "noise_prob=1.0,gain_prob=0.5" in rows[2]
+    assert all(float(r.split("|")[2]) > 0 for r in rows[1:])

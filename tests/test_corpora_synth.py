@@ -160,7 +160,8 @@ def test_mixed_engines_and_a_left_out_engine(mixed: tuple[Path, str, str]) -> No
         for sup in pair["supervisions"]:
             assert sup.custom == {"engine": info[sup.speaker]["engine"], "voice": info[sup.speaker]["voice"]}
     # Left-out speakers: as many utterances each as the test speakers, non-silent 16 kHz audio.
-    per = {split: len(pair["supervisions"]) / len({s.speaker for s in pair["supervisions"]}) for split, pair in m.items()}
+    per = {split: len(pair["supervisions"]) / len({s.speaker for s in pair["supervisions"]})
+           for split, pair in m.items()}
     assert per[f"test_{left_out}"] == pytest.approx(per["test"], abs=1)
     rec = m[f"test_{left_out}"]["recordings"][0]
     assert rec.sampling_rate == 16000 and abs(rec.load_audio()).max() > 0.01

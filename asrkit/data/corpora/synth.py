@@ -46,7 +46,6 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from asrkit.data.corpora.tts import ENGINES, VoiceSettings, get_engine
-from asrkit.data.corpora.tts.espeak import ESPEAK_ACCENTS, ESPEAK_EXCLUDED_VARIANTS  # noqa: F401 (re-exported)
 from asrkit.errors import ConfigError, DataError
 
 __all__ = [
@@ -689,7 +688,8 @@ def generate_synth(
     if "espeak" not in names or len(set(names)) != len(names) or any(e not in ENGINES or not w > 0
                                                                      for e, w in engine_mix):
         raise DataError(f"generate_synth: invalid engine_mix {engine_mix}: each engine once, a share > 0, "
-                        f"espeak included (dev and test use its held-out voices)", hint=f"engines: {', '.join(ENGINES)}")
+                        f"espeak included (dev and test use its held-out voices)",
+                        hint=f"engines: {', '.join(ENGINES)}")
     if eval_engine is not None and (eval_engine not in ENGINES or eval_engine in names):
         raise DataError(f"generate_synth: eval_engine must be an engine left out of training "
                         f"(one of {', '.join(e for e in ENGINES if e not in names)}), got {eval_engine!r}")
