@@ -260,3 +260,31 @@ def test_loading_cost_benchmark_runs_on_a_corpus(tone_corpus, tmp_path, capsys) 
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 3 and "noise_prob=1.0,gain_prob=0.5" in rows[2]
     assert all(float(r.split("|")[2]) > 0 for r in rows[1:])
+
+
+def test_training_with_acoustic_augmentation_resumes_exactly(tone_corpus, tmp_path) -> None:
+    """Stopped after 3 steps and resumed to 6, a run with every effect on ends with the parameters of an
+    uninterrupted 6-step run: the draws depend on (seed, epoch, utterance) only."""
+    from test_training import tiny_config
+
+    from asrkit.data.fbank import compute_fbank_for_splits
+    from asrkit.data.prepare_lang import prepare_tokenizer
+    from asrkit.training.checkpoint import load_checkpoint
+    from asrkit.training.loop import TrainJob, train
+
+    cuts = compute_fbank_for_splits(tone_corpus, "tiny", ["train"], tmp_path / "fbank", num_jobs=1)["train"]
+    prepare_tokenizer(cuts, tmp_path / "lang", vocab_size=30)
+    probs = {f"data.{e}_prob": 0.4 for e in EFFECTS}
+
+    def run(exp, max_steps, resume=False, augment=True):
+        job = TrainJob(exp_dir=exp, train_cuts=cuts, lang_dir=tmp_path / "lang", device="cpu", progress=False,
+                       tensorboard=False, resume=resume)
+        return train(job, tiny_config(num_epochs=50, max_steps=max_steps, **(probs if augment else {})))
+
+    ref = run(tmp_path / "ref", 6)
+    run(tmp_path / "cut", 3)
+    resumed = run(tmp_path / "cut", 6, resume=True)
+    a, b = load_checkpoint(ref)["model"], load_checkpoint(resumed)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    plain = load_checkpoint(run(tmp_path / "plain", 6, augment=False))["model"]
+    assert any(not torch.equal(a[k], plain[k]) for k in a)  # the augmentation did change what was trained on
