@@ -7,6 +7,8 @@
 # /etc/apt/sources.list.d/asrkit-nonfree.list, for this machine's Debian suite (from /etc/os-release). Where that
 # is impossible (not Debian, no network), Pico is skipped with a warning and the corpus can use the other engines.
 set -euo pipefail
+os_release=${ASRKIT_OS_RELEASE:-/etc/os-release}           # (both overridable for tests)
+nonfree_list=${ASRKIT_NONFREE_LIST:-/etc/apt/sources.list.d/asrkit-nonfree.list}
 
 need=()
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
@@ -39,10 +41,10 @@ fi
 
 if [ -n "$need_pico" ]; then
   suite=""
-  if [ -r /etc/os-release ]; then
-    suite=$(. /etc/os-release; [ "${ID:-}" = debian ] && echo "${VERSION_CODENAME:-}" || true)
+  if [ -r "$os_release" ]; then
+    suite=$(. "$os_release"; [ "${ID:-}" = debian ] && echo "${VERSION_CODENAME:-}" || true)
   fi
-  list=/etc/apt/sources.list.d/asrkit-nonfree.list
+  list=$nonfree_list
   if [ -z "$suite" ]; then
     echo "install_system_deps: WARNING: not a Debian release with a codename; SVOX Pico (pico2wave) skipped" >&2
   elif echo "deb http://deb.debian.org/debian $suite non-free" | $SUDO tee "$list" >/dev/null &&
