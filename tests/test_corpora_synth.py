@@ -286,3 +286,21 @@ def test_recipe_prints_the_left_out_engine_wer_and_then_the_unseen_voices_wer(tm
     assert proc.returncode == 0 and "test_flite" not in proc.stdout and proc.stdout.strip().endswith("%WER = 3.25")
     proc = _run_report_stage(tmp_path, "--eval-engine", "festival")
     assert proc.returncode == 1 and "wer-summary-test_festival" in proc.stderr
+
+
+def test_prepare_synth_cli_passes_the_engine_mix_and_the_left_out_engine(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from asrkit.cli.main import app
+
+    train_engine, left_out = _mixed_engines()
+    args = ["prepare", "synth", "--corpus-dir", str(tmp_path / "c"), "--manifest-dir", str(tmp_path / "m"),
+            "--hours", "0.004", "--train-speakers", "3", "--engine-mix", "espeak=2", "--engine-mix",
+            f"{train_engine}=1", "--eval-engine", left_out]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "c" / ".completed").read_text())["params"]
+    assert params["engine_mix"] == [["espeak", 2.0], [train_engine, 1.0]] and params["eval_engine"] == left_out
+    assert (tmp_path / "m" / f"synth_supervisions_test_{left_out}.jsonl.gz").is_file()
+    bad = CliRunner().invoke(app, args[:-2] + ["--engine-mix", "espeak"])
+    assert isinstance(bad.exception, ConfigError) and "engine mix" in str(bad.exception)
