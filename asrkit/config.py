@@ -70,6 +70,21 @@ class DataConfig:
     feature_mask_size: int = 15
     time_warp_factor: int = 40
     musan_cuts: Optional[str] = None  # a MUSAN cut set with features; mixed in as noise when set
+    # On-the-fly acoustic augmentation (asrkit.data.acoustic), all off by default: each training utterance gets
+    # each effect with its probability; an utterance that gets any is loaded as audio and its fbank recomputed.
+    tempo_prob: float = 0.0  # speaking-rate change, pitch kept (WSOLA)
+    tempo_range: tuple[float, float] = (0.85, 1.15)  # rate factor (>1 faster)
+    pitch_prob: float = 0.0  # pitch shift, duration kept
+    pitch_semitones: float = 3.0  # largest shift up or down
+    reverb_prob: float = 0.0  # lhotse's reverberation with a simulated room impulse response
+    noise_prob: float = 0.0  # additive noise at a random SNR
+    noise_snr: tuple[float, float] = (5.0, 30.0)  # dB
+    noise_types: tuple[str, ...] = ("white", "pink", "brown", "hum", "babble")  # babble: other batch utterances
+    band_limit_prob: float = 0.0  # a low-pass at a random cut-off, or a telephone channel
+    band_limit_cutoff: tuple[float, float] = (2500.0, 7000.0)  # Hz
+    telephone_share: float = 0.3  # of the band-limited utterances: 300-3400 Hz + mu-law instead of a low-pass
+    gain_prob: float = 0.0  # level change
+    gain_db: tuple[float, float] = (-20.0, 6.0)
     skip_bad_audio: bool = False  # drop (log + count) unreadable utterances instead of stopping with an error
     num_workers: int = 1
 

@@ -1,4 +1,4 @@
-"""Tests for the synthetic espeak-ng corpus (real synthesis of a few dozen short utterances)."""
+"""Tests for the synthetic corpus (real synthesis of a few dozen short utterances, engines mixed)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from asrkit.data.corpora.synth import (
     generate_synth,
     make_an4_text,
     make_sentence,
+    parse_engine_mix,
     prepare_synth,
 )
-from asrkit.errors import DataError
+from asrkit.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng binary not installed")
 
@@ -119,20 +120,94 @@ def test_invalid_parameters(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="hours"):
         generate_synth(tmp_path, hours=0)
     with pytest.raises(DataError, match="eval_engine"):
-        generate_synth(tmp_path, hours=0.01, eval_engine="festival")
+        generate_synth(tmp_path, hours=0.01, eval_engine="mbrola")
 
 
-@pytest.mark.skipif(shutil.which("flite") is None, reason="flite binary not installed")
-def test_flite_eval_split_and_sentences(tmp_path: Path) -> None:
-    d = generate_synth(tmp_path / "f", hours=0.006, seed=1, train_speakers=2, dev_speakers=1, test_speakers=3,
-                       flite_train_speakers=1, eval_engine="flite", sentences=True, num_jobs=2)
+def _mixed_engines() -> tuple[str, str]:
+    """A training engine besides espeak-ng and a left-out one, from those installed (CI installs all)."""
+    from asrkit.data.corpora.tts import ENGINES
+
+    have = [e for e in ("flite", "festival", "pico") if ENGINES[e].available()]
+    if len(have) < 2:
+        pytest.skip(f"needs two of flite, festival, pico installed (have {have})")
+    return have[0], have[1]
+
+
+MIXED = dict(hours=0.01, seed=1, train_speakers=6, dev_speakers=1, test_speakers=2, sentences=True)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    train_engine, left_out = _mixed_engines()
+    d = generate_synth(tmp_path_factory.mktemp("mixed") / "m", **MIXED, num_jobs=2,
+                       engine_mix=(("espeak", 2.0), (train_engine, 1.0)), eval_engine=left_out)
+    return d, train_engine, left_out
+
+
+def test_mixed_engines_and_a_left_out_engine(mixed: tuple[Path, str, str]) -> None:
+    d, train_engine, left_out = mixed
     m = prepare_synth(d)
-    assert "test_flite" in m
+    assert sorted(m) == sorted(["train", "dev", "test", f"dev_{left_out}", f"test_{left_out}"])
     info = {s["speaker_id"]: s for s in json.loads((d / "speakers.json").read_text())}
-    flite_voices = {info[s.speaker]["voice"] for s in m["test_flite"]["supervisions"]}
-    assert flite_voices == {"slt", "rms", "awb"}
-    train_voices = {info[s.speaker]["voice"] for s in m["train"]["supervisions"]}
-    assert not (train_voices & flite_voices)
+    engines = {split: {info[s.speaker]["engine"] for s in pair["supervisions"]} for split, pair in m.items()}
+    assert engines["train"] == {"espeak", train_engine}
+    assert engines["dev"] == engines["test"] == {"espeak"}
+    assert engines[f"dev_{left_out}"] == engines[f"test_{left_out}"] == {left_out}
+    train_spk = {s.speaker for s in m["train"]["supervisions"]}
+    assert sum(info[s]["engine"] == train_engine for s in train_spk) == 2  # a third of 6
+    # The manifest records engine and voice of every utterance.
+    for pair in m.values():
+        for sup in pair["supervisions"]:
+            assert sup.custom == {"engine": info[sup.speaker]["engine"], "voice": info[sup.speaker]["voice"]}
+    # Left-out speakers: as many utterances each as the test speakers, non-silent 16 kHz audio.
+    per = {split: len(pair["supervisions"]) / len({s.speaker for s in pair["supervisions"]})
+           for split, pair in m.items()}
+    assert per[f"test_{left_out}"] == pytest.approx(per["test"], abs=1)
+    rec = m[f"test_{left_out}"]["recordings"][0]
+    assert rec.sampling_rate == 16000 and abs(rec.load_audio()).max() > 0.01
+
+
+def test_mixed_corpus_is_deterministic(mixed: tuple[Path, str, str], tmp_path: Path) -> None:
+    d, train_engine, left_out = mixed
+    again = generate_synth(tmp_path / "again", **MIXED, num_jobs=1,
+                           engine_mix=(("espeak", 2.0), (train_engine, 1.0)), eval_engine=left_out)
+    assert _files(again) == _files(d)
+
+
+def test_espeak_speakers_do_not_depend_on_the_mix(corpus: Path, tmp_path: Path) -> None:
+    """Training 4 espeak-ng speakers + 2 of another engine: the espeak-ng speakers, dev and test are those of the
+    espeak-ng-only corpus with 4 training speakers."""
+    train_engine, _ = _mixed_engines()
+    d = generate_synth(tmp_path / "mix", **{**TINY, "train_speakers": 6, "num_jobs": 2},
+                       engine_mix=(("espeak", 4.0), (train_engine, 2.0)))
+    base = json.loads((corpus / "speakers.json").read_text())
+    info = json.loads((d / "speakers.json").read_text())
+    assert [s for s in info if s["engine"] == "espeak"] == base
+    for split in ("dev", "test"):
+        assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
+
+
+def test_engine_mix_validation(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="eval_engine"):
+        generate_synth(tmp_path, hours=0.01, eval_engine="espeak")
+    with pytest.raises(DataError, match="eval_engine"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("espeak", 1.0), ("flite", 1.0)), eval_engine="flite")
+    with pytest.raises(DataError, match="engine_mix"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("flite", 1.0),))
+    with pytest.raises(DataError, match="engine_mix"):
+        generate_synth(tmp_path, hours=0.01, engine_mix=(("espeak", 1.0), ("mbrola", 1.0)))
+    assert parse_engine_mix(["espeak=0.8", "flite=0.2"]) == (("espeak", 0.8), ("flite", 0.2))
+    for bad in ("espeak", "espeak=0", "mbrola=1", "flite=x"):
+        with pytest.raises(ConfigError, match="engine mix"):
+            parse_engine_mix([bad])
+
+
+def test_no_reserved_voice_in_any_split(mixed: tuple[Path, str, str], corpus: Path) -> None:
+    from asrkit.data.corpora.tts import is_reserved
+
+    for d in (mixed[0], corpus):
+        for s in json.loads((d / "speakers.json").read_text()):
+            assert not is_reserved(s["engine"], s["voice"]), s
 
 
 def test_generated_voices_change_only_the_chosen_training_speakers(corpus: Path, tmp_path: Path) -> None:
@@ -174,3 +249,58 @@ def test_dev_and_test_do_not_depend_on_the_training_speakers(corpus: Path, tmp_p
     n_base = len((corpus / "metadata" / "train.jsonl").read_text().splitlines())
     n_more = len((d / "metadata" / "train.jsonl").read_text().splitlines())
     assert abs(n_more - n_base) <= 0.25 * n_base
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# egs/synth/run.sh: the two reports of stage 8
+# ---------------------------------------------------------------------------------------------------------------
+def _run_report_stage(work: Path, *args: str):
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(["bash", str(repo / "egs/synth/run.sh"), "--work-dir", str(work), "--exp-dir", "exp/x",
+                           "--epoch", "3", "--avg", "2", "--stage", "8", "--stop-stage", "8", *args],
+                          capture_output=True, text=True)
+
+
+def _summary(work: Path, method: str, split: str, wer: float) -> None:
+    d = work / "exp/x" / method
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"wer-summary-{split}-epoch-3-avg-2-use-averaged-model-blank-penalty-0.5.txt").write_text(
+        f"settings\tWER\n{split}\t{wer:.2f}\n")
+
+
+def test_recipe_prints_the_left_out_engine_wer_and_then_the_unseen_voices_wer(tmp_path: Path) -> None:
+    for method, offset in (("modified_beam_search", 0.0), ("greedy_search", 1.0)):
+        _summary(tmp_path, method, "test", 3.25 + offset)
+        _summary(tmp_path, method, "test_flite", 12.5 + offset)
+    proc = _run_report_stage(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "%WER[test_flite] = 12.50" in lines
+    assert lines[-1] == "%WER = 3.25"  # the unseen voices of the training engines, last
+    assert any("left out of training (flite)" in line for line in lines)
+    assert any("greedy_search: %WER 13.50" in line for line in lines)
+    # Without a left-out engine only the unseen-voice WER is printed; with one whose decode is missing, an error.
+    proc = _run_report_stage(tmp_path, "--eval-engine", "none")
+    assert proc.returncode == 0 and "test_flite" not in proc.stdout and proc.stdout.strip().endswith("%WER = 3.25")
+    proc = _run_report_stage(tmp_path, "--eval-engine", "festival")
+    assert proc.returncode == 1 and "wer-summary-test_festival" in proc.stderr
+
+
+def test_prepare_synth_cli_passes_the_engine_mix_and_the_left_out_engine(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from asrkit.cli.main import app
+
+    train_engine, left_out = _mixed_engines()
+    args = ["prepare", "synth", "--corpus-dir", str(tmp_path / "c"), "--manifest-dir", str(tmp_path / "m"),
+            "--hours", "0.004", "--train-speakers", "3", "--engine-mix", "espeak=2", "--engine-mix",
+            f"{train_engine}=1", "--eval-engine", left_out]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "c" / ".completed").read_text())["params"]
+    assert params["engine_mix"] == [["espeak", 2.0], [train_engine, 1.0]] and params["eval_engine"] == left_out
+    assert (tmp_path / "m" / f"synth_supervisions_test_{left_out}.jsonl.gz").is_file()
+    bad = CliRunner().invoke(app, args[:-2] + ["--engine-mix", "espeak"])
+    assert isinstance(bad.exception, ConfigError) and "engine mix" in str(bad.exception)

@@ -89,6 +89,11 @@ def test_synth_recipe_end_to_end(tmp_path):
     mbs_summary = (exp / "modified_beam_search" /
                    f"wer-summary-test-epoch-{EPOCHS}-avg-2-use-averaged-model-blank-penalty-{PENALTY}.txt")
     assert float(mbs_summary.read_text().splitlines()[1].split()[1]) == float(last.split("=")[1])
+    # and the test set of the engine left out of training (flite by default), printed before the unseen voices'
+    left_out = (exp / "modified_beam_search" /
+                f"wer-summary-test_flite-epoch-{EPOCHS}-avg-2-use-averaged-model-blank-penalty-{PENALTY}.txt")
+    left_out_wer = float(left_out.read_text().splitlines()[1].split()[1])
+    assert f"%WER[test_flite] = {left_out_wer:.2f}" in proc.stdout
     # stage 7 printed "<path>\t<transcript>" lines
     assert re.search(r"\.wav\t", proc.stdout)
 

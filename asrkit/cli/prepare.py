@@ -39,18 +39,26 @@ def synth(
     generated_voices: Annotated[int, typer.Option(
         help="How many training speakers use a randomly generated espeak-ng voice variant (random vocal-tract "
              "length, formants, pitch, voice quality) instead of one of espeak-ng's; dev/test are unchanged.")] = 0,
+    engine_mix: Annotated[list[str], typer.Option(
+        "--engine-mix", help="engine=share (repeatable): the share of the training speakers each TTS engine speaks "
+                             "(espeak, flite, festival, pico; espeak required).")] = ["espeak=1"],
+    eval_engine: Annotated[str, typer.Option(
+        help="An engine left out of training whose speakers make dev_<engine> and test_<engine>; 'none' for "
+             "none.")] = "none",
     num_jobs: NumJobs = 2,
     verbose: Verbose = False,
 ) -> None:
-    """Generate the offline synthetic-speech corpus (espeak-ng voices) and its manifests.
+    """Generate the offline synthetic-speech corpus (espeak-ng and other TTS engines) and its manifests.
 
-    Example: asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours 2
+    Example: asrkit prepare synth --corpus-dir data/synth --hours 2 --engine-mix espeak=0.8 --engine-mix flite=0.2
+    --eval-engine festival
     """
-    from asrkit.data.corpora.synth import generate_synth, prepare_synth
+    from asrkit.data.corpora.synth import generate_synth, parse_engine_mix, prepare_synth
 
     setup_logging(manifest_dir / "log" / "prepare-synth.log", verbose=verbose)
     generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences,
-                   train_speakers=train_speakers, generated_voice_speakers=generated_voices)
+                   train_speakers=train_speakers, generated_voice_speakers=generated_voices,
+                   engine_mix=parse_engine_mix(engine_mix), eval_engine=None if eval_engine == "none" else eval_engine)
     prepare_synth(corpus_dir, manifest_dir)
 
 

@@ -4,7 +4,9 @@ Pieces, each usable alone:
 - :func:`filter_cuts` drops unusable utterances (too short/long, empty or unknown-character transcripts,
   more tokens than encoder frames) and logs a count per reason, naming the first few utterances.
 - :class:`AsrDataset` turns a CutSet chosen by a sampler into a :class:`Batch` (features padded with
-  sherpa-onnx's padding value, token ids, texts, cut ids), optionally augmented (mel warping, SpecAugment, MUSAN mixing).
+  sherpa-onnx's padding value, token ids, texts, cut ids), optionally augmented: acoustic effects on the waveform
+  (:mod:`asrkit.data.acoustic`; the fbank of an affected utterance is recomputed), MUSAN mixing, mel warping,
+  SpecAugment.
 - :func:`make_sampler` / :func:`make_loader` build the (DDP-aware) DynamicBucketingSampler and DataLoader;
   :class:`SkipFirstBatches` resumes mid-epoch exactly by skipping already-seen batches at the sampler level,
   without loading their features.
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from asrkit.config import DataConfig
-from asrkit.data.features import compute_fbank, pad_features
+from asrkit.data.features import SAMPLE_RATE, compute_fbank, pad_features
 from asrkit.data.tokenizer import Tokenizer
 from asrkit.errors import DataError
 
@@ -165,11 +167,27 @@ def load_cut_features(cut) -> torch.Tensor:
     Raises:
         DataError: naming the cut and its file when features/audio cannot be read.
     """
+    if cut.has_features:
+        return _reading(cut, lambda: torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32)))
+    return compute_fbank(load_cut_audio(cut), SAMPLE_RATE)
+
+
+def load_cut_audio(cut) -> np.ndarray:
+    """(N,) float32 samples of a cut at 16 kHz (resampled when stored at another rate).
+
+    Raises:
+        DataError: naming the cut and its file when the audio cannot be read.
+    """
+    from asrkit.data.audio import resample
+
+    samples = _reading(cut, lambda: np.asarray(cut.load_audio(), dtype=np.float32).reshape(-1))
+    return samples if cut.sampling_rate == SAMPLE_RATE else resample(samples, cut.sampling_rate, SAMPLE_RATE)
+
+
+def _reading(cut, read: Callable[[], object]):
+    """``read()``, with any failure turned into a DataError that names the cut and its file."""
     try:
-        if cut.has_features:
-            return torch.from_numpy(np.asarray(cut.load_features(), dtype=np.float32))
-        samples = cut.load_audio()
-        return compute_fbank(samples.reshape(-1), cut.sampling_rate)
+        return read()
     except DataError:
         raise
     except Exception as exc:
@@ -221,24 +239,49 @@ class AsrDataset(torch.utils.data.Dataset):
         cut_transforms: lhotse cut transforms (e.g. ``CutMix`` with MUSAN) applied before loading.
         skip_bad_audio: drop utterances whose audio/features cannot be read (each logged with its file and
             counted) instead of raising :class:`DataError`. A batch left empty is returned as ``None``.
+        acoustic: waveform augmentation (:class:`asrkit.data.acoustic.AcousticAugment`), training only. An
+            utterance it gives any effect is loaded as audio, augmented (babble from the batch's other
+            utterances) and its fbank computed here; the others keep their stored features.
     """
 
     def __init__(self, tokenizer: Tokenizer, augment=None, cut_transforms: Optional[list] = None,
-                 skip_bad_audio: bool = False) -> None:
+                 skip_bad_audio: bool = False, acoustic=None) -> None:
         self.tokenizer = tokenizer
         self.augment = augment
         self.cut_transforms = cut_transforms or []
         self.skip_bad_audio = skip_bad_audio
+        self.acoustic = acoustic
         self.skipped: list[str] = []  # one line per dropped utterance: its id, file and what is wrong
+
+    def _features(self, cut, batch: list, audio: dict) -> torch.Tensor:
+        """(T, F) features of ``cut``, through the acoustic augmentation when it draws an effect for it.
+        ``audio`` caches the batch's loaded waveforms (by cut id) for babble."""
+        plan = self.acoustic.plan(cut.id) if self.acoustic is not None else None
+        if plan is None or not plan.effects:
+            return load_cut_features(cut)
+
+        def waveform(c) -> np.ndarray:
+            if c.id not in audio:
+                audio[c.id] = load_cut_audio(c)
+            return audio[c.id]
+
+        others = [c for c in batch if c.id != cut.id]
+
+        def babble_source(rng: np.random.Generator, k: int) -> list[np.ndarray]:
+            picks = rng.permutation(len(others))[:k] if others else []
+            return [waveform(others[i]) for i in picks]
+
+        return compute_fbank(self.acoustic.apply(waveform(cut), plan, babble_source), SAMPLE_RATE)
 
     def __getitem__(self, cuts) -> Optional[Batch]:
         cuts = cuts.sort_by_duration(ascending=False)
         for transform in self.cut_transforms:
             cuts = transform(cuts)
-        kept, feats = [], []
-        for cut in cuts:
+        kept, feats, audio = [], [], {}
+        batch = list(cuts)
+        for cut in batch:
             try:
-                feats.append(load_cut_features(cut))
+                feats.append(self._features(cut, batch, audio))
             except DataError as exc:
                 if not self.skip_bad_audio:
                     raise

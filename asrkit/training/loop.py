@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 
 from asrkit.config import TrainConfig
+from asrkit.data.acoustic import build_acoustic_augment
 from asrkit.data.augment import build_feature_augment
 from asrkit.data.datamodule import (
     AsrDataset,
@@ -281,7 +282,8 @@ class Trainer:
 
             transforms.append(CutMix(load_cuts(cfg.data.musan_cuts).to_eager(), p=0.5, snr=(10, 20),
                                      preserve_id=True, seed=cfg.seed + epoch))
-        dataset = AsrDataset(self.tokenizer, build_feature_augment(cfg.data), transforms, cfg.data.skip_bad_audio)
+        dataset = AsrDataset(self.tokenizer, build_feature_augment(cfg.data), transforms, cfg.data.skip_bad_audio,
+                             acoustic=build_acoustic_augment(cfg.data, cfg.seed, epoch))
         return make_loader(dataset, SkipFirstBatches(sampler, skip), cfg.data.num_workers)
 
     # ------------------------------------------------------------------ loop

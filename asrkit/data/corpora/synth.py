@@ -1,15 +1,18 @@
-"""A synthetic AN4-like speech corpus generated offline with espeak-ng (and optionally flite).
+"""A synthetic AN4-like speech corpus generated offline with several speech synthesizers.
 
 The corpus is asrkit's embedded default and its test bed: spelled letters ("R U B O U T"), digit strings
 ("ONE TWO OH NINE"), numbers and dates, command words ("ENTER FIVE SIX", "ERASE C Q Q F SEVEN") and, with
 ``sentences=True``, short English sentences from built-in templates.
 
-A *speaker* is one fixed combination of engine, voice (espeak-ng accent + voice variant such as ``en-us+m3``),
-speaking rate, pitch, word gap, gain and noise floor. Splits are disjoint **by speaker and by voice variant**: the
-variants heard in ``dev`` and ``test`` never occur in ``train``. An optional ``test_flite`` split uses flite voices
-(slt, rms, awb) that no training speaker uses: an "unseen TTS engine" test set. Optionally, some training speakers
-use randomly generated voice variants (:mod:`asrkit.data.corpora.espeak_voices`: random vocal-tract length, formants,
-pitch and voice quality) instead of espeak-ng's own, for more vocal tracts than espeak-ng ships.
+A *speaker* is one fixed combination of engine (:mod:`asrkit.data.corpora.tts`: espeak-ng, flite, festival,
+SVOX Pico), voice (for espeak-ng an accent + voice variant such as ``en-us+m3``), speaking rate, pitch, word gap,
+gain and noise floor. The training speakers are shared among the engines of an *engine mix* (espeak-ng only by
+default). Splits are disjoint **by speaker and by voice variant**: ``dev`` and ``test`` are espeak-ng speakers on
+variants that never occur in ``train``. With ``eval_engine``, two more splits, ``dev_<engine>`` and
+``test_<engine>``, are spoken by an engine that no training speaker uses (leave-one-engine-out evaluation).
+Optionally, some training speakers use randomly generated voice variants (:mod:`asrkit.data.corpora.espeak_voices`:
+random vocal-tract length, formants, pitch and voice quality) instead of espeak-ng's own. The voices reserved for
+independent evaluation (:mod:`asrkit.data.corpora.tts.reserved`) are never used.
 
 Everything (texts, speakers, file names, noise) is a deterministic function of the parameters and ``seed``,
 independent of ``num_jobs``. Each split draws from its own random streams and holds a fixed share of the hours, so
@@ -19,7 +22,7 @@ Layout written under ``corpus_dir``::
 
     wav/<split>/<speaker>/<utt_id>.wav    16 kHz mono 16-bit PCM
     metadata/<split>.jsonl                one {"id", "speaker", "text", "path"} per line (path relative)
-    speakers.json                         every speaker's synthesis settings
+    speakers.json                         every speaker's synthesis settings (engine, voice, rate, ...)
     voices/<name>                         the generated voice variants (if any), as espeak-ng variant files
     espeak-overlay/espeak-ng-data/        espeak-ng's data directory as symlinks + those variants (if any)
     .completed                            JSON of the generation parameters (written last)
@@ -34,18 +37,16 @@ import math
 import os
 import random
 import shutil
-import subprocess
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from asrkit.errors import DataError
+from asrkit.data.corpora.tts import ENGINES, VoiceSettings, get_engine
+from asrkit.errors import ConfigError, DataError
 
 __all__ = [
     "SynthSpeaker",
@@ -54,15 +55,18 @@ __all__ = [
     "make_an4_text",
     "make_sentence",
     "SYNTH_SPLITS",
+    "parse_engine_mix",
+    "synth_splits",
 ]
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-GENERATOR_VERSION = 2  # 2: per-split random streams and fixed dev/test shares of the hours
+GENERATOR_VERSION = 3  # 2: per-split random streams and fixed dev/test shares of the hours; 3: engine backends,
+# engine mix, left-out engine splits
 # dev and test each hold this share of the corpus's hours, whatever the number of training speakers
 EVAL_SHARE = 0.07
-SYNTH_SPLITS = ("train", "dev", "test", "test_flite")
+SYNTH_SPLITS = ("train", "dev", "test")  # and dev_<engine>, test_<engine> with a left-out engine (synth_splits)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Vocabulary and text generation
@@ -211,20 +215,6 @@ def make_sentence(rng: random.Random) -> str:
     return rng.choice(templates)()
 
 
-def _spoken_form(text: str, engine: str, is_sentence: bool) -> str:
-    """What the engine is given for a transcript.
-
-    espeak-ng reads a lone capital "A" as the article (a schwa), so in AN4-style utterances every "A" becomes the
-    phoneme input ``[['eI]]``; other lone capitals are already read as letter names. Sentences are lower-cased so
-    that "A" is the article for both engines (flite already reads a lone capital "A" as the letter).
-    """
-    if is_sentence:
-        return text.lower()
-    if engine == "espeak":
-        return " ".join("[['eI]]" if w == "A" else w for w in text.split())
-    return text
-
-
 def _estimate_seconds(text: str, rate_factor: float = 1.0, is_sentence: bool = False) -> float:
     """Expected duration of a synthesized utterance, including the ~0.5 s of padding added around speech.
 
@@ -239,19 +229,15 @@ def _estimate_seconds(text: str, rate_factor: float = 1.0, is_sentence: bool = F
 # ---------------------------------------------------------------------------------------------------------------
 # Speakers
 # ---------------------------------------------------------------------------------------------------------------
-# espeak-ng's formant English voices. `en-gb+variant` silently ignores the variant, so plain British English is
-# addressed as `en` (the same voice, where variants work). MBROLA voices (mb-*) are never used.
-ESPEAK_ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
-                  "en-us-nyc")
-# Variants that do not sound like a person (robots, whispers, effects), that duplicate another variant exactly
-# (klatt6 and caleb = klatt), or that change nothing (fast).
-ESPEAK_EXCLUDED_VARIANTS = frozenset({
-    "whisper", "whisperf", "croak", "Demonic", "UniRobot", "anikaRobot", "robosoft", "robosoft2", "robosoft3",
-    "robosoft4", "robosoft5", "robosoft6", "robosoft7", "robosoft8", "Storm", "Tweaky", "kaukovalta",
-    "RicishayMax", "RicishayMax2", "RicishayMax3", "fast", "klatt6", "caleb", "Mr serious",
-})
-FLITE_TRAIN_VOICES = ("kal16", "kal")
-FLITE_EVAL_VOICES = ("slt", "rms", "awb")
+def _split_rng(seed: int, split: str, purpose: str) -> random.Random:
+    """An independent random stream per (seed, split, purpose): what one split draws never shifts another's."""
+    return random.Random(f"asrkit-synth/{seed}/{split}/{purpose}")
+
+
+# Training speaker ids per engine ("tr007" for espeak-ng, "trfl01" for flite ...); dev_/test_<engine> speakers of
+# the left-out engine are "dv<xx>01" / "ts<xx>01".
+ENGINE_ID_PREFIX = {"espeak": "", "flite": "fl", "festival": "fe", "pico": "pi"}
+DEFAULT_ENGINE_MIX: tuple[tuple[str, float], ...] = (("espeak", 1.0),)
 
 
 @dataclass(frozen=True)
@@ -259,13 +245,12 @@ class SynthSpeaker:
     """One synthetic speaker: a fixed set of synthesis settings.
 
     Attributes:
-        speaker_id: e.g. ``tr007`` (train), ``dv01``, ``ts01``, ``tf01`` (test_flite).
+        speaker_id: e.g. ``tr007`` (train, espeak-ng), ``trfl01`` (train, flite), ``dv01``, ``ts01``, ``tsfl01``
+            (``test_flite``).
         split: the split all its utterances belong to.
-        engine: ``"espeak"`` or ``"flite"``.
-        voice: espeak ``accent+variant`` (``en-us+m3``) or a flite voice name (``kal16``).
-        rate: espeak words per minute; for flite the duration stretch in percent (100 = default).
-        pitch: espeak pitch 0..99; for flite the target F0 mean in Hz (0 = the voice's default).
-        word_gap: espeak extra pause between words in units of 10 ms (unused by flite).
+        engine: a :data:`asrkit.data.corpora.tts.ENGINES` name (``espeak``, ``flite``, ``festival``, ``pico``).
+        voice: the engine's voice (espeak ``accent+variant`` such as ``en-us+m3``, ``kal16``, ``kal_diphone``).
+        rate, pitch, word_gap: as in :class:`asrkit.data.corpora.tts.VoiceSettings` (engine units).
         gain: linear gain applied to the synthesized signal.
         noise_dbfs: level of the white noise floor added to the signal, dB relative to full scale.
     """
@@ -280,56 +265,71 @@ class SynthSpeaker:
     gain: float
     noise_dbfs: float
 
+    def settings(self) -> VoiceSettings:
+        """What the engine backend is given."""
+        return VoiceSettings(self.engine, self.voice, self.rate, self.pitch, self.word_gap)
+
     def rate_factor(self) -> float:
-        """Speaking speed relative to espeak's default (used for duration estimates only)."""
-        return self.rate / 175.0 if self.engine == "espeak" else 100.0 / self.rate
+        """Speaking speed relative to the engine's default (used for duration estimates only)."""
+        return get_engine(self.engine).rate_factor(self.rate)
 
 
-@lru_cache(maxsize=1)
-def _espeak_variants() -> tuple[str, ...]:
-    """Installed espeak-ng voice variants (file names under ``voices/!v``), sorted."""
-    out = _run_tool(["espeak-ng", "--voices=variant"]).decode("utf-8", "replace")
-    names = []
-    for line in out.splitlines():
-        if "!v/" in line:
-            names.append(line.split("!v/", 1)[1].strip())
-    return tuple(sorted(set(names)))
+def parse_engine_mix(items: Sequence[str]) -> tuple[tuple[str, float], ...]:
+    """``["espeak=0.8", "flite=0.2"]`` -> ``(("espeak", 0.8), ("flite", 0.2))`` (the CLI's ``--engine-mix``).
+
+    Raises:
+        ConfigError: an item is not ``engine=share`` with a known engine and a share > 0.
+    """
+    mix = []
+    for item in items:
+        name, _, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = float("nan")
+        if name not in ENGINES or not value > 0:
+            raise ConfigError(f"invalid engine mix item {item!r}: expected engine=share with share > 0",
+                              hint=f"engines: {', '.join(ENGINES)}; e.g. --engine-mix espeak=0.8 "
+                                   "--engine-mix flite=0.2")
+        mix.append((name, value))
+    return tuple(mix)
 
 
-@lru_cache(maxsize=1)
-def _espeak_accents() -> tuple[str, ...]:
-    out = _run_tool(["espeak-ng", "--voices=en"]).decode("utf-8", "replace")
-    listed = set()
-    for line in out.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 2:
-            listed.add(parts[1])
-    # `en` itself is listed as an alias ("(en 2)") of en-gb, which is always present when English is.
-    return tuple(a for a in ESPEAK_ACCENTS if a in listed or a == "en")
+def _engine_counts(train_speakers: int, engine_mix: Sequence[tuple[str, float]]) -> dict[str, int]:
+    """Training speakers per engine: ``train_speakers`` split by the mix's shares (largest remainders; espeak-ng,
+    which must be in the mix, takes what rounding leaves and at least one)."""
+    total = sum(share for _, share in engine_mix)
+    exact = {name: train_speakers * share / total for name, share in engine_mix}
+    counts = {name: int(math.floor(v)) for name, v in exact.items()}
+    for name in sorted(exact, key=lambda n: (counts[n] - exact[n], n))[:train_speakers - sum(counts.values())]:
+        counts[name] += 1
+    if counts["espeak"] == 0:
+        donor = max((n for n in counts if n != "espeak"), key=lambda n: (counts[n], n))
+        counts[donor] -= 1
+        counts["espeak"] = 1
+    return counts
 
 
-@lru_cache(maxsize=1)
-def _flite_voices() -> tuple[str, ...]:
-    out = _run_tool(["flite", "-lv"]).decode("utf-8", "replace")
-    return tuple(out.split(":", 1)[-1].split())
-
-
-def _run_tool(cmd: Sequence[str]) -> bytes:
-    try:
-        proc = subprocess.run(list(cmd), capture_output=True, timeout=60, check=False)
-    except FileNotFoundError as e:
-        pkg = "espeak-ng" if cmd[0].startswith("espeak") else cmd[0]
-        raise DataError(f"'{cmd[0]}' is not installed; it is needed to synthesize the synthetic corpus",
-                        hint=f"sudo apt-get install {pkg}") from e
-    if proc.returncode != 0:
-        raise DataError(f"'{' '.join(cmd)}' failed (exit {proc.returncode}): "
-                        f"{proc.stderr.decode('utf-8', 'replace').strip()[:300]}")
-    return proc.stdout
-
-
-def _split_rng(seed: int, split: str, purpose: str) -> random.Random:
-    """An independent random stream per (seed, split, purpose): what one split draws never shifts another's."""
-    return random.Random(f"asrkit-synth/{seed}/{split}/{purpose}")
+def _engine_speakers(seed: int, split: str, engine: str, count: int, prefix: str) -> list[SynthSpeaker]:
+    """``count`` speakers of a non-espeak engine for ``split``: its voices in turn, random prosody, gain, noise."""
+    backend = get_engine(engine)
+    if count and not backend.available():
+        raise DataError(f"the synthetic corpus needs the {engine} engine, but '{backend.binary}' is not installed",
+                        hint=f"sudo apt-get install {backend.package} (or bash tools/install_system_deps.sh)")
+    voices = backend.voices() if count else ()
+    if count and not voices:
+        raise DataError(f"{engine} has none of the voices asrkit uses installed",
+                        hint=f"sudo apt-get install {backend.package}")
+    rng = _split_rng(seed, split, f"{engine}-speakers")
+    speakers = []
+    for i in range(count):
+        s = backend.random_settings(rng, voices[i % len(voices)])
+        speakers.append(SynthSpeaker(
+            speaker_id=f"{prefix}{ENGINE_ID_PREFIX[engine]}{i + 1:02d}", split=split, engine=engine, voice=s.voice,
+            rate=s.rate, pitch=s.pitch, word_gap=s.word_gap, gain=round(rng.uniform(0.35, 1.0), 3),
+            noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
+        ))
+    return speakers
 
 
 def _make_speakers(
@@ -337,19 +337,24 @@ def _make_speakers(
     train_speakers: int,
     dev_speakers: int,
     test_speakers: int,
-    flite_train_speakers: int,
-    flite_test_speakers: int,
+    engine_mix: Sequence[tuple[str, float]] = DEFAULT_ENGINE_MIX,
+    eval_engine: str | None = None,
     generated_variants: Sequence[str] = (),
 ) -> list[SynthSpeaker]:
-    """All speakers. Each split draws its speakers from its own random stream, so the dev and test speakers depend
-    only on ``seed`` and their own counts, not on how many training speakers there are. The
-    ``len(generated_variants)`` training speakers chosen by another stream get those variants instead of
-    espeak-ng's; every other draw is the same with or without them."""
-    accents = _espeak_accents()
-    variants = [v for v in _espeak_variants() if v not in ESPEAK_EXCLUDED_VARIANTS]
+    """All speakers. Each split (and each engine) draws its speakers from its own random stream, so the dev and
+    test speakers depend only on ``seed`` and their own counts, not on how many training speakers there are or
+    which engines they use. ``train_speakers`` are shared among the engines of ``engine_mix``
+    (:func:`_engine_counts`); the espeak-ng ones are the first of the espeak-ng stream whatever the mix. The
+    ``len(generated_variants)`` espeak-ng training speakers chosen by another stream get those variants instead of
+    espeak-ng's; every other draw is the same with or without them. ``eval_engine`` adds ``dev_<engine>`` and
+    ``test_<engine>`` speakers (``dev_speakers`` and ``test_speakers`` of them) on that engine."""
+    espeak = get_engine("espeak")
+    counts = _engine_counts(train_speakers, engine_mix)
+    accents = espeak.accents()
+    variants = list(espeak.variants())
     if len(variants) < 3:
         raise DataError(f"espeak-ng has only {len(variants)} usable voice variants; at least 3 are needed")
-    # (the shuffle generator 1 made, so versions 1 and 2 hold out the same dev and test variants)
+    # (the shuffle generator 1 made, so all versions hold out the same dev and test variants)
     random.Random(seed).shuffle(variants)
     # Held-out variants: dev and test each get their own pool, never used for training.
     n_test = max(1, min(test_speakers, len(variants) // 6)) if test_speakers else 0
@@ -357,18 +362,19 @@ def _make_speakers(
     pools = {"test": variants[:n_test], "dev": variants[n_test:n_test + n_dev], "train": variants[n_test + n_dev:]}
 
     speakers: list[SynthSpeaker] = []
-    for split, prefix, count in (("train", "tr", train_speakers), ("dev", "dv", dev_speakers),
+    for split, prefix, count in (("train", "tr", counts["espeak"]), ("dev", "dv", dev_speakers),
                                  ("test", "ts", test_speakers)):
         rng = _split_rng(seed, split, "speakers")
         width = max(2, len(str(count)))
         pool = pools[split]
         for i in range(count):
             # Cycle through the pool so every variant is used before one repeats.
+            voice = f"{rng.choice(accents)}+{pool[i % len(pool)]}"
+            s = espeak.random_settings(rng, voice)
             speakers.append(SynthSpeaker(
-                speaker_id=f"{prefix}{i + 1:0{width}d}", split=split, engine="espeak",
-                voice=f"{rng.choice(accents)}+{pool[i % len(pool)]}",
-                rate=rng.randint(135, 205), pitch=rng.randint(25, 75), word_gap=rng.choice((0, 0, 1, 2)),
-                gain=round(rng.uniform(0.35, 1.0), 3), noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
+                speaker_id=f"{prefix}{i + 1:0{width}d}", split=split, engine="espeak", voice=voice, rate=s.rate,
+                pitch=s.pitch, word_gap=s.word_gap, gain=round(rng.uniform(0.35, 1.0), 3),
+                noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
             ))
     if generated_variants:
         train = [i for i, s in enumerate(speakers) if s.split == "train"]
@@ -376,26 +382,13 @@ def _make_speakers(
         for i, variant in zip(sorted(chosen), generated_variants):
             accent = speakers[i].voice.split("+", 1)[0]
             speakers[i] = replace(speakers[i], voice=f"{accent}+{variant}")
-
-    flite = _flite_voices() if (flite_train_speakers or flite_test_speakers) else ()
-    for split, prefix, count, voices in (("train", "trf", flite_train_speakers, FLITE_TRAIN_VOICES),
-                                         ("test_flite", "tf", flite_test_speakers, FLITE_EVAL_VOICES)):
-        usable = [v for v in voices if v in flite]
-        if count and not usable:
-            raise DataError(f"flite has none of the voices {voices} (it lists {list(flite)})",
-                            hint="sudo apt-get install flite")
-        rng = _split_rng(seed, split, "flite-speakers")
-        for i in range(count):
-            voice = usable[i % len(usable)]
-            # Pitch is only moved for the male kal voices, whose defaults (~100 Hz) we know.
-            pitch = rng.randint(80, 135) if voice.startswith("kal") else 0
-            speakers.append(SynthSpeaker(
-                speaker_id=f"{prefix}{i + 1:02d}", split=split, engine="flite", voice=voice,
-                rate=rng.randint(85, 120), pitch=pitch, word_gap=0, gain=round(rng.uniform(0.35, 1.0), 3),
-                noise_dbfs=round(rng.uniform(-70.0, -45.0), 1),
-            ))
+    for engine, count in counts.items():
+        if engine != "espeak":
+            speakers += _engine_speakers(seed, "train", engine, count, "tr")
+    if eval_engine:
+        speakers += _engine_speakers(seed, f"dev_{eval_engine}", eval_engine, dev_speakers, "dv")
+        speakers += _engine_speakers(seed, f"test_{eval_engine}", eval_engine, test_speakers, "ts")
     return speakers
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Synthesis (runs in worker processes)
@@ -410,36 +403,35 @@ class _Job:
     espeak_path: str = ""  # espeak-ng --path (a data directory overlay with generated variants), "" = system
 
 
-def _synthesize_raw(speaker: SynthSpeaker, spoken: str, espeak_path: str = "") -> tuple[np.ndarray, int]:
-    """Run the engine; return float32 samples and their rate."""
-    import io
-
-    from asrkit.data.audio import read_audio
-
-    if speaker.engine == "espeak":
-        data = [f"--path={espeak_path}"] if espeak_path else []
-        cmd = ["espeak-ng", *data, "-v", speaker.voice, "-s", str(speaker.rate), "-p", str(speaker.pitch),
-               "-g", str(speaker.word_gap), "--stdout", spoken]
-        return read_audio(io.BytesIO(_run_tool(cmd)), name=f"espeak-ng output for {spoken!r}")
-    with tempfile.TemporaryDirectory(prefix="asrkit-flite-") as tmp:
-        out = os.path.join(tmp, "out.wav")
-        cmd = ["flite", "-voice", speaker.voice, "--setf", f"duration_stretch={speaker.rate / 100.0:.3f}"]
-        if speaker.pitch:
-            cmd += ["--setf", f"int_f0_target_mean={speaker.pitch}"]
-        _run_tool(cmd + ["-t", spoken, "-o", out])
-        return read_audio(out, name=f"flite output for {spoken!r}")
+# Utterances of one speaker synthesized by one engine call (festival starts once per batch).
+_BATCH = 16
 
 
-def _render(job: _Job) -> tuple[str, int]:
-    """Synthesize one utterance and write it as 16 kHz 16-bit wav; returns ``(utt_id, num_samples)``."""
+def _batches(jobs: Sequence[_Job]) -> list[list[_Job]]:
+    """``jobs`` cut into runs of the same speaker of at most ``_BATCH`` (independent of the number of processes)."""
+    out: list[list[_Job]] = []
+    for job in jobs:
+        if out and out[-1][0].speaker == job.speaker and len(out[-1]) < _BATCH:
+            out[-1].append(job)
+        else:
+            out.append([job])
+    return out
+
+
+def _render_batch(jobs: list[_Job]) -> list[tuple[str, int]]:
+    """Synthesize a batch of one speaker's utterances and write each as 16 kHz 16-bit wav; returns
+    ``[(utt_id, num_samples)]``."""
+    spk = jobs[0].speaker
+    engine = get_engine(spk.engine, espeak_data_path=jobs[0].espeak_path)
+    audio = engine.synthesize_many([j.spoken for j in jobs], spk.settings())
+    return [_finish(job, samples) for job, samples in zip(jobs, audio)]
+
+
+def _finish(job: _Job, samples: np.ndarray) -> tuple[str, int]:
+    """Trim the engine's own silence, pad with a random amount (durations and onsets vary), apply the speaker's
+    gain and noise floor, write the wav; returns ``(utt_id, num_samples)``."""
     import soundfile as sf
 
-    from asrkit.data.audio import resample
-
-    samples, sr = _synthesize_raw(job.speaker, job.spoken, job.espeak_path)
-    if sr != SAMPLE_RATE:
-        samples = resample(samples, sr, SAMPLE_RATE)
-    # Trim the engine's own silence, then pad with a random amount so durations and onsets vary.
     voiced = np.flatnonzero(np.abs(samples) > 1e-3)
     if voiced.size == 0:
         raise DataError(f"{job.speaker.engine} produced silence for utterance {job.utt_id} ({job.spoken!r})")
@@ -456,7 +448,6 @@ def _render(job: _Job) -> tuple[str, int]:
     sf.write(str(tmp), signal, SAMPLE_RATE, subtype="PCM_16", format="WAV")
     os.replace(tmp, path)
     return job.utt_id, int(signal.shape[0])
-
 
 @contextmanager
 def _single_threaded_children() -> Iterator[None]:
@@ -493,8 +484,10 @@ def _run_jobs(jobs: list[_Job], num_jobs: int, desc: str) -> dict[str, int]:
         with _single_threaded_children(), ProcessPoolExecutor(
             max_workers=max(1, num_jobs), mp_context=mp.get_context("spawn")
         ) as pool:
-            for uid, n in tqdm(pool.map(_render, jobs, chunksize=16), total=len(jobs), desc=desc, unit="utt"):
-                results[uid] = n
+            with tqdm(total=len(jobs), desc=desc, unit="utt") as bar:
+                for done in pool.map(_render_batch, _batches(jobs)):
+                    results.update(done)
+                    bar.update(len(done))
     except BrokenProcessPool as e:
         raise DataError(
             "a synthesis worker process died",
@@ -532,12 +525,13 @@ def _plan(params: dict, generated_variants: Sequence[str] = ()) -> tuple[list[Sy
 
     Each split draws its texts from its own random stream until the estimated speech reaches its share of the
     hours (:func:`_split_hours`; at least one utterance per speaker) and deals them out equally among its
-    speakers, so dev and test are the same whatever the training speakers are. ``test_flite`` speakers get as
-    many utterances each as the test speakers (extra to the hours)."""
+    speakers, so dev and test are the same whatever the training speakers are. The left-out engine's
+    ``dev_<engine>`` and ``test_<engine>`` speakers get as many utterances each as the dev and test speakers (extra
+    to the hours)."""
     seed = params["seed"]
     speakers = _make_speakers(
         seed, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
-        params["flite_train_speakers"], params["flite_test_speakers"],
+        engine_mix=tuple(tuple(x) for x in params["engine_mix"]), eval_engine=params["eval_engine"],
         generated_variants=tuple(generated_variants),
     )
     by_split: dict[str, list[SynthSpeaker]] = {}
@@ -568,12 +562,13 @@ def _plan(params: dict, generated_variants: Sequence[str] = ()) -> tuple[list[Sy
         owners = [members[i % len(members)] for i in range(len(texts))]
         _split_rng(seed, split, "owners").shuffle(owners)
         utts[split] = _numbered(texts, owners)
-    if by_split.get("test_flite"):
-        members = by_split["test_flite"]
-        text_rng = _split_rng(seed, "test_flite", "texts")
-        count = per_speaker.get("test", per_speaker.get("train", 1))
+    for split in synth_splits(params["eval_engine"])[3:]:  # dev_<engine>, test_<engine>
+        members = by_split.get(split, [])
+        text_rng = _split_rng(seed, split, "texts")
+        count = per_speaker.get(split.split("_", 1)[0], per_speaker.get("train", 1))
         owners = [spk for spk in members for _ in range(count)]
-        utts["test_flite"] = _numbered([draw(text_rng) for _ in owners], owners)
+        if owners:
+            utts[split] = _numbered([draw(text_rng) for _ in owners], owners)
     return speakers, utts
 
 
@@ -602,9 +597,15 @@ def _write_generated_variants(corpus_dir: Path, variants: dict[str, str]) -> str
     return str(make_voice_overlay(corpus_dir.resolve() / "espeak-overlay", variants))
 
 
-def _tool_versions() -> dict[str, str]:
-    versions = {"espeak-ng": _run_tool(["espeak-ng", "--version"]).decode().strip()}
-    return versions
+def synth_splits(eval_engine: str | None) -> tuple[str, ...]:
+    """The corpus's splits: ``train``, ``dev``, ``test`` and, with a left-out engine, ``dev_<engine>`` and
+    ``test_<engine>``."""
+    return SYNTH_SPLITS + ((f"dev_{eval_engine}", f"test_{eval_engine}") if eval_engine else ())
+
+
+def _tool_versions(engines: Sequence[str]) -> dict[str, str]:
+    """The version line of each engine used."""
+    return {e: get_engine(e).version() for e in sorted(set(engines))}
 
 
 def generate_synth(
@@ -616,7 +617,7 @@ def generate_synth(
     train_speakers: int = 100,
     dev_speakers: int = 8,
     test_speakers: int = 8,
-    flite_train_speakers: int = 0,
+    engine_mix: Sequence[tuple[str, float]] = DEFAULT_ENGINE_MIX,
     eval_engine: str | None = None,
     generated_voice_speakers: int = 0,
     force: bool = False,
@@ -626,9 +627,10 @@ def generate_synth(
     ``hours`` is the approximate total over train+dev+test (utterances are drawn until an estimate of their speech
     duration reaches it; the real total is reported in the log): dev and test hold ``EVAL_SHARE`` (7 %) of it
     each, train the rest, and within a split the speakers share equally. Each split has its own random streams,
-    so dev and test stay the same when the training speakers change. ``eval_engine="flite"`` adds a
-    ``test_flite`` split: ``test_speakers`` speakers on flite's slt/rms/awb voices, with as many utterances per
-    speaker as the other splits (extra to ``hours``).
+    so dev and test stay the same when the training speakers change. ``eval_engine="flite"`` (say) adds the splits
+    ``dev_flite`` and ``test_flite``: ``dev_speakers`` and ``test_speakers`` speakers on that engine's voices
+    with their own random prosody, as many utterances per speaker as dev and test (extra to ``hours``). The
+    engine must not be in ``engine_mix``: no training speaker uses it.
 
     Re-running with the same parameters is a no-op (``corpus_dir/.completed`` holds them). Re-running with
     different parameters raises :class:`DataError` unless ``force=True``, which deletes the generated files
@@ -641,11 +643,12 @@ def generate_synth(
         seed: everything (texts, speakers, file names, noise) is determined by it.
         num_jobs: synthesis processes (results do not depend on it).
         sentences: also produce short English sentences (~35% of utterances).
-        train_speakers: espeak-ng training speakers.
+        train_speakers: training speakers, shared among the engines of ``engine_mix``.
         dev_speakers: espeak-ng dev speakers (held-out voice variants).
         test_speakers: espeak-ng test speakers (held-out voice variants, disjoint from dev's).
-        flite_train_speakers: extra training speakers on flite's kal/kal16 voices.
-        eval_engine: ``None`` or ``"flite"`` (adds the ``test_flite`` split).
+        engine_mix: ``((engine, share), ...)``: the share of the training speakers each engine speaks
+            (:func:`parse_engine_mix` reads ``engine=share`` strings); must include ``espeak``.
+        eval_engine: ``None`` or an engine left out of training (adds ``dev_<engine>`` and ``test_<engine>``).
         generated_voice_speakers: how many of the ``train_speakers`` use a randomly generated voice variant
             (written to ``voices/``) instead of one of espeak-ng's. Dev and test speakers, and every text, are the
             same whatever this number.
@@ -655,7 +658,8 @@ def generate_synth(
         ``corpus_dir`` as a Path.
 
     Raises:
-        DataError: espeak-ng/flite missing or failing, invalid sizes, or a finished corpus with other parameters.
+        DataError: an engine missing or failing, invalid sizes or engines, or a finished corpus with other
+            parameters.
 
     Example:
         >>> corpus = generate_synth("data/synth", hours=0.5, seed=0, num_jobs=2)  # doctest: +SKIP
@@ -677,18 +681,24 @@ def generate_synth(
     if not 0 <= generated_voice_speakers <= train_speakers:
         raise DataError(f"generate_synth: generated_voice_speakers must be in 0..train_speakers ({train_speakers}), "
                         f"got {generated_voice_speakers}")
-    if dev_speakers < 0 or test_speakers < 0 or flite_train_speakers < 0:
-        raise DataError("generate_synth: speaker counts must be >= 0, got "
-                        f"dev={dev_speakers} test={test_speakers} flite_train={flite_train_speakers}")
-    if eval_engine not in (None, "flite"):
-        raise DataError(f"generate_synth: eval_engine must be None or 'flite', got {eval_engine!r}")
+    if dev_speakers < 0 or test_speakers < 0:
+        raise DataError(f"generate_synth: speaker counts must be >= 0, got dev={dev_speakers} test={test_speakers}")
+    engine_mix = tuple((str(e), float(w)) for e, w in engine_mix)
+    names = [e for e, _ in engine_mix]
+    if "espeak" not in names or len(set(names)) != len(names) or any(e not in ENGINES or not w > 0
+                                                                     for e, w in engine_mix):
+        raise DataError(f"generate_synth: invalid engine_mix {engine_mix}: each engine once, a share > 0, "
+                        f"espeak included (dev and test use its held-out voices)",
+                        hint=f"engines: {', '.join(ENGINES)}")
+    if eval_engine is not None and (eval_engine not in ENGINES or eval_engine in names):
+        raise DataError(f"generate_synth: eval_engine must be an engine left out of training "
+                        f"(one of {', '.join(e for e in ENGINES if e not in names)}), got {eval_engine!r}")
     if eval_engine and test_speakers < 1:
-        raise DataError("generate_synth: eval_engine='flite' needs test_speakers >= 1")
+        raise DataError(f"generate_synth: eval_engine={eval_engine!r} needs test_speakers >= 1")
     params = {
         "version": GENERATOR_VERSION, "hours": float(hours), "seed": int(seed), "sentences": bool(sentences),
         "train_speakers": int(train_speakers), "dev_speakers": int(dev_speakers),
-        "test_speakers": int(test_speakers), "flite_train_speakers": int(flite_train_speakers),
-        "flite_test_speakers": int(test_speakers) if eval_engine == "flite" else 0,
+        "test_speakers": int(test_speakers), "engine_mix": [list(x) for x in engine_mix], "eval_engine": eval_engine,
     }
     if generated_voice_speakers:  # absent when 0, so corpora made before the option still match their marker
         params["generated_voice_speakers"] = int(generated_voice_speakers)
@@ -725,7 +735,8 @@ def generate_synth(
             row["path"] = rel
             digest = hashlib.sha256(f"{params['seed']}/{row['id']}".encode()).digest()
             seed_u = int.from_bytes(digest[:8], "little")
-            jobs.append(_Job(row["id"], spk, _spoken_form(row["text"], spk.engine, row["sentence"]),
+            spoken = get_engine(spk.engine).spoken_form(row["text"], row["sentence"])
+            jobs.append(_Job(row["id"], spk, spoken,
                              str(corpus_dir / rel), seed_u, espeak_path))
     corpus_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -747,7 +758,7 @@ def generate_synth(
         "utterances": {k: len(v) for k, v in utts.items()},
         "wall_seconds": round(elapsed, 2),
         "num_jobs": num_jobs,
-        "tools": _tool_versions(),
+        "tools": _tool_versions([s.engine for s in speakers]),
     }
     marker.write_text(json.dumps({"params": params, "stats": stats}, indent=1))
     log.info("synthesized %.2f h (%s) in %.1f s with %d job(s): %.0fx real time", total / 3600,
@@ -765,7 +776,7 @@ def prepare_synth(corpus_dir: str | Path, output_dir: str | Path | None = None) 
 
     Returns:
         ``{split: {"recordings": RecordingSet, "supervisions": SupervisionSet}}`` for the splits present
-        (``train``, ``dev``, ``test`` and, if generated, ``test_flite``).
+        (``train``, ``dev``, ``test`` and, if generated, ``dev_<engine>``/``test_<engine>``).
 
     Raises:
         DataError: the corpus is unfinished, or a metadata line or audio file is missing/invalid.
@@ -784,7 +795,12 @@ def prepare_synth(corpus_dir: str | Path, output_dir: str | Path | None = None) 
                         hint="run generate_synth / `asrkit prepare download synth` first")
     speakers = {s["speaker_id"]: s for s in json.loads((corpus_dir / "speakers.json").read_text())}
     manifests: dict[str, dict] = {}
-    for split in SYNTH_SPLITS:
+    try:
+        eval_engine = json.loads((corpus_dir / ".completed").read_text())["params"].get("eval_engine")
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataError(f"{corpus_dir / '.completed'} is not a valid corpus marker ({e})",
+                        hint="regenerate the corpus with force=True") from e
+    for split in synth_splits(eval_engine):
         meta = corpus_dir / "metadata" / f"{split}.jsonl"
         if not meta.is_file():
             continue
