@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 .PHONY: install demo test test-fast bench clean-demo help
 
 help:
-	@echo "make demo    install, then run egs/synth/run.sh end to end (prints %WER on unseen voices)"
+	@echo "make demo    install, then run egs/synth/run.sh end to end (prints %WER on unseen voices and on an engine left out of training)"
 	@echo "make test    install, then run the whole test suite (slow end-to-end tests included)"
 	@echo "make test-fast  tests without the slow end-to-end ones"
 	@echo "make bench   loss / decode / training benchmarks (figures for docs/benchmarks.md)"
