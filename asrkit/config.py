@@ -149,18 +149,43 @@ def load_train_config(path: str | Path, overrides: Optional[dict] = None) -> Tra
         ConfigError: naming the file and the offending key.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe file {path} does not exist", hint="see recipes/ for the presets")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = _read_recipe(path, ())
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:
         return from_dict(TrainConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}", hint=exc.hint) from None
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...]) -> dict:
+    """A recipe's YAML as a dict, with ``base: other.yaml`` (a path relative to the recipe) resolved: the base
+    recipe is read first and this file's keys are merged into it, nested sections key by key. A variant of a preset
+    (e.g. its streaming version) is then only the keys that differ."""
+    if not path.is_file():
+        raise ConfigError(f"recipe file {path} does not exist", hint="see recipes/ for the presets")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: 'base' recipes form a cycle: {' -> '.join(p.name for p in chain + (path,))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    merged = _read_recipe(path.parent / str(base), chain + (path.resolve(),))
+    _merge_into(merged, data)
+    return merged
+
+
+def _merge_into(target: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        else:
+            target[key] = value
 
 
 def train_config_from_dict(data: dict) -> TrainConfig:

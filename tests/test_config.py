@@ -52,3 +52,23 @@ def test_missing_recipe_file(tmp_path):
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r.name for r in RECIPES])
 def test_every_preset_loads(recipe):
     load_train_config(recipe)
+
+
+def test_a_recipe_can_extend_a_base_recipe(tmp_path):
+    from asrkit.config import load_train_config
+
+    (tmp_path / "base.yaml").write_text("model:\n  joiner: {dim: 64}\n  predictor: {embedding_dim: 32}\nseed: 1\n")
+    (tmp_path / "variant.yaml").write_text("base: base.yaml\nmodel:\n  joiner: {dim: 128}\nseed: 2\n")
+    cfg = load_train_config(tmp_path / "variant.yaml", {"num_epochs": 3})
+    assert (cfg.model.joiner.dim, cfg.model.predictor.embedding_dim, cfg.seed, cfg.num_epochs) == (128, 32, 2, 3)
+
+    (tmp_path / "loop-a.yaml").write_text("base: loop-b.yaml\n")
+    (tmp_path / "loop-b.yaml").write_text("base: loop-a.yaml\n")
+    with pytest.raises(ConfigError, match="form a cycle"):
+        load_train_config(tmp_path / "loop-a.yaml")
+    (tmp_path / "orphan.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(ConfigError, match="gone.yaml does not exist"):
+        load_train_config(tmp_path / "orphan.yaml")
+    (tmp_path / "typo.yaml").write_text("base: base.yaml\nmodel: {joiner: {dimm: 3}}\n")
+    with pytest.raises(ConfigError, match="dimm"):
+        load_train_config(tmp_path / "typo.yaml")
