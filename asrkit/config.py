@@ -49,6 +49,9 @@ class LossConfig:
     simple_loss_scale: float = 0.5  # weight of the simple loss after warm-up
     warm_step: int = 2000  # batches over which the pruned loss is faded in
     ctc_loss_scale: float = 0.0  # > 0 needs model.ctc_head: true
+    # k2's emission-delay regulariser (>= 0) on the simple and the pruned loss: rewards emitting each symbol on
+    # an earlier frame, trading accuracy for latency in streaming models (icefall uses 0.015 to 0.1); 0: off
+    delay_penalty: float = 0.0
 
 
 @dataclass

@@ -22,10 +22,21 @@ def export(
     ] = ["pretrained"],
     output_dir: Annotated[Optional[Path], typer.Option(help="Default: EXP_DIR/exported.")] = None,
     int8: Annotated[bool, typer.Option(help="ONNX: also write dynamically quantized *.int8.onnx.")] = True,
+    streaming: Annotated[bool, typer.Option(
+        "--streaming/--no-streaming",
+        help="Causal models: export the chunk-wise API (torchscript-streaming/jit_script_streaming.pt; "
+             "onnx-streaming/ for sherpa-onnx's OnlineRecognizer).")] = False,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        help="--streaming: chunk size in 50 Hz frames fixed in the export; default: the model's first chunk_size.")
+    ] = None,
+    left_context_frames: Annotated[Optional[int], typer.Option(
+        help="--streaming: left context in 50 Hz frames; default: the model's first left_context_frames.")] = None,
 ) -> None:
     """Export the selected (averaged) model: pretrained.pt, TorchScript (torchscript/jit_script.pt) or ONNX (sherpa-onnx ready).
 
     Example: asrkit export --exp-dir exp/zipformer-xs --epoch 10 --avg 3 --use-averaged-model --format onnx
+
+    Streaming: asrkit export --exp-dir exp/zipformer-xs-streaming --epoch 10 --format onnx --streaming --chunk-size 16
     """
     from asrkit.export.stage import export_model
     from asrkit.training.selection import Selection
@@ -33,6 +44,7 @@ def export(
 
     setup_logging(exp_dir / "log" / "export.log")
     outputs = export_model(exp_dir, Selection(epoch, iter, avg, use_averaged_model), lang_dir, format,
-                           output_dir or exp_dir / "exported", int8=int8)
+                           output_dir or exp_dir / "exported", int8=int8, streaming=streaming,
+                           chunk_size=chunk_size, left_context_frames=left_context_frames)
     for path in outputs:
         typer.echo(str(path))

@@ -20,6 +20,16 @@ def transcribe(
         help="Longer files are decoded in segments of at most this length, cut at pauses (whole-file attention "
              "needs memory growing with the square of the length); 0: never cut.")] = 60.0,
     blank_penalty: BlankPenalty = 0.0,
+    streaming: Annotated[bool, typer.Option(
+        "--streaming/--no-streaming",
+        help="Decode chunk by chunk with a streaming export (jit_script_streaming.pt or an onnx-streaming "
+             "directory), printing partial results as audio arrives: 'partial<TAB>path<TAB>seconds<TAB>text' "
+             "lines, then 'final<TAB>path<TAB>seconds<TAB>text'.")] = False,
+    real_time: Annotated[bool, typer.Option(
+        "--real-time/--no-real-time", help="--streaming: feed each file at real time (default: as fast as "
+                                           "possible).")] = False,
+    piece_seconds: Annotated[float, typer.Option(help="--streaming: audio fed per step.")] = 0.1,
+    int8: Annotated[bool, typer.Option(help="--streaming ONNX: use the *.int8.onnx files.")] = False,
 ) -> None:
     """Transcribe audio files; prints one line per readable file: <path><TAB><transcript>.
 
@@ -28,7 +38,18 @@ def transcribe(
     transcript and a 'note:' line.
 
     Example: asrkit transcribe --model exp/zipformer-xs/exported/pretrained.pt a.wav b.flac
+
+    Streaming: asrkit transcribe --streaming --real-time --model exp/zipformer-xs-streaming/exported/onnx-streaming a.wav
     """
+    if streaming:
+        from asrkit.streaming_transcribe import transcribe_streaming
+
+        opts = {"blank_penalty": blank_penalty} if blank_penalty else {}
+        for update in transcribe_streaming(model, list(audio), method=method, piece_seconds=piece_seconds,
+                                           real_time=real_time, int8=int8, **opts):
+            tag = "final" if update.final else "partial"
+            typer.echo(f"{tag}\t{update.path}\t{update.audio_seconds:.2f}\t{update.text}")
+        return
     from asrkit.inference import transcribe_files
 
     opts = {"blank_penalty": blank_penalty} if blank_penalty else {}

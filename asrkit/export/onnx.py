@@ -91,8 +91,9 @@ def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
     onnx.save(proto, str(path))
 
 
-def _export(module: nn.Module, args: tuple, path: Path, name: str, dynamic_axes: dict) -> None:
-    inputs, outputs = IO_NAMES[name]
+def _export(module: nn.Module, args: tuple, path: Path, name: str, dynamic_axes: dict,
+            io_names: tuple[list[str], list[str]] | None = None) -> None:
+    inputs, outputs = io_names or IO_NAMES[name]
     try:
         torch.onnx.export(
             module, args, str(path), dynamo=False, opset_version=OPSET,
@@ -137,35 +138,53 @@ def validate_onnx_export(out_dir: str | Path, int8: bool = False) -> dict[str, d
         ExportError: a file is missing, cannot be loaded, has other input/output names or
             lacks metadata sherpa-onnx requires.
     """
-    _, ort = _require_onnx()
     out = Path(out_dir)
     suffix = ".int8.onnx" if int8 else ".onnx"
     required = {"encoder": ENCODER_META_REQUIRED, "decoder": DECODER_META_REQUIRED, "joiner": JOINER_META_REQUIRED}
     found: dict[str, dict[str, str]] = {}
     for name, keys in required.items():
-        path = out / f"{name}{suffix}"
-        if not path.is_file():
-            raise ExportError(f"{path}: missing from the ONNX export")
-        try:
-            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ExportError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from exc
-        inputs, outputs = IO_NAMES[name]
-        got_in = [i.name for i in sess.get_inputs()]
-        got_out = [o.name for o in sess.get_outputs()]
-        if got_in != inputs or got_out != outputs:
-            raise ExportError(f"{path}: inputs {got_in} / outputs {got_out}, expected {inputs} / {outputs}")
-        meta = dict(sess.get_modelmeta().custom_metadata_map)
-        missing = [k for k in keys if k not in meta]
-        if missing:
-            raise ExportError(f"{path}: metadata lacks {', '.join(missing)} (sherpa-onnx requires it)")
-        found[name] = meta
+        found[name] = validate_onnx_file(out / f"{name}{suffix}", IO_NAMES[name], keys)
+    check_tokens_file(out, found["decoder"])
+    return found
+
+
+def validate_onnx_file(path: Path, io_names: tuple[list[str], list[str]], required: tuple[str, ...]) -> dict[str, str]:
+    """Load one ONNX file with onnxruntime; check its input/output names and that ``required`` metadata keys
+    are present. Returns its metadata.
+
+    Raises:
+        ExportError: the file is missing, cannot be loaded, has other names or lacks metadata.
+    """
+    _, ort = _require_onnx()
+    if not path.is_file():
+        raise ExportError(f"{path}: missing from the ONNX export")
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"{path}: onnxruntime cannot load it: {str(exc).splitlines()[0]}") from exc
+    inputs, outputs = io_names
+    got_in = [i.name for i in sess.get_inputs()]
+    got_out = [o.name for o in sess.get_outputs()]
+    if got_in != inputs or got_out != outputs:
+        raise ExportError(f"{path}: inputs {got_in} / outputs {got_out}, expected {inputs} / {outputs}")
+    meta = dict(sess.get_modelmeta().custom_metadata_map)
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise ExportError(f"{path}: metadata lacks {', '.join(missing)} (sherpa-onnx requires it)")
+    return meta
+
+
+def check_tokens_file(out: Path, decoder_meta: dict[str, str]) -> None:
+    """``out/tokens.txt`` exists and has the decoder's ``vocab_size`` lines.
+
+    Raises:
+        ExportError: it is missing or its size differs.
+    """
     if not (out / "tokens.txt").is_file():
         raise ExportError(f"{out / 'tokens.txt'}: missing from the ONNX export")
     num_tokens = sum(1 for line in (out / "tokens.txt").read_text(encoding="utf-8").splitlines() if line.strip())
-    if int(found["decoder"]["vocab_size"]) != num_tokens:
-        raise ExportError(f"{out}: decoder vocab_size {found['decoder']['vocab_size']} differs from tokens.txt")
-    return found
+    if int(decoder_meta["vocab_size"]) != num_tokens:
+        raise ExportError(f"{out}: decoder vocab_size {decoder_meta['vocab_size']} differs from tokens.txt")
 
 
 def export_onnx(
@@ -192,56 +211,77 @@ def export_onnx(
             one), an export failure, or an export that does not validate.
         MissingDependencyError: onnx/onnxruntime are not installed.
     """
+    net, common = prepare_onnx_export(model)
+    x = torch.randn(2, 100, feature_dim)
+    x_lens = torch.tensor([100, 73], dtype=torch.int64)
+    with torch.no_grad():
+        enc, _ = net.encode(x, x_lens)
+    joiner_dim = int(enc.size(-1))
+    with replaced_as_a_whole(out_dir) as out:  # a killed export leaves the previous one intact
+        write_tokenizer_files(tokenizer_path, out, common["vocab_size"])
+        _export(_Encoder(net), (x, x_lens), out / "encoder.onnx", "encoder", {
+            "x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "T_out"},
+            "encoder_out_lens": {0: "N"},
+        })
+        _add_metadata(out / "encoder.onnx", {
+            "model_type": "zipformer2", "version": 1, "feature_dim": feature_dim, "joiner_dim": joiner_dim, **common})
+        export_decoder_joiner(net, out, common)
+        validate_onnx_export(out)
+        if int8:
+            quantize_export(out)
+            validate_onnx_export(out, int8=True)
+    return Path(out_dir)
+
+
+def prepare_onnx_export(model: nn.Module, comment: str = "") -> tuple[nn.Module, dict[str, Any]]:
+    """Checks shared by the offline and streaming ONNX exports: refuse a recurrent predictor; returns (a CPU
+    eval-mode copy of ``model``, the metadata every file gets). Writes nothing.
+
+    Raises:
+        ExportError: recurrent predictor.
+        MissingDependencyError: onnx/onnxruntime are not installed.
+    """
     _require_onnx()
     net = copy.deepcopy(model).to("cpu").eval()
     meta = model_metadata(net)
     if meta["recurrent_predictor"]:
         raise ExportError(
-            "ONNX export needs a stateless predictor: sherpa-onnx's offline transducer feeds the decoder only the "
+            "ONNX export needs a stateless predictor: sherpa-onnx's transducers feed the decoder only the "
             "last context_size tokens", hint="use --format torchscript or pretrained for LSTM-predictor models")
-    with replaced_as_a_whole(out_dir) as staging:
-        _write_onnx_files(net, meta, staging, tokenizer_path, int8, feature_dim)
-    return Path(out_dir)
+    common = {
+        "model_author": "asrkit",
+        "comment": comment or "asrkit transducer (encoder_out includes the joiner encoder projection)",
+        **{k: int(v) for k, v in meta.items()},
+    }
+    return net, common
 
 
-def _write_onnx_files(net: nn.Module, meta: dict[str, Any], out: Path, tokenizer_path: str | Path, int8: bool,
-                      feature_dim: int) -> None:
-    """The files of :func:`export_onnx`, written into ``out`` and validated."""
-    write_tokenizer_files(tokenizer_path, out, meta["vocab_size"])
-    context_size = meta["context_size"]
-
-    x = torch.randn(2, 100, feature_dim)
-    x_lens = torch.tensor([100, 73], dtype=torch.int64)
+def export_decoder_joiner(net: nn.Module, out: Path, common: dict[str, Any]) -> int:
+    """Write ``decoder.onnx`` and ``joiner.onnx`` of a stateless-predictor transducer (CPU, eval mode) with the
+    metadata sherpa-onnx's offline and online recognizers read (``common`` added to both); returns the
+    joiner dim J."""
+    context_size = int(net.context_size)
     y = torch.full((2, context_size), net.blank_id, dtype=torch.int64)
     y[0, :-1] = -1
     with torch.no_grad():
-        enc, _ = net.encode(x, x_lens)
         dec = net.predict(y, need_pad=False).squeeze(1)
-    joiner_dim = int(enc.size(-1))
-
-    common = {
-        "model_author": "asrkit",
-        "comment": "asrkit transducer (encoder_out includes the joiner encoder projection)",
-        **{k: int(v) for k, v in meta.items()},
-    }
-    _export(_Encoder(net), (x, x_lens), out / "encoder.onnx", "encoder", {
-        "x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "T_out"}, "encoder_out_lens": {0: "N"},
-    })
-    _add_metadata(out / "encoder.onnx", {
-        "model_type": "zipformer2", "version": 1, "feature_dim": feature_dim, "joiner_dim": joiner_dim, **common})
+    joiner_dim = int(dec.size(-1))
+    enc = torch.randn(2, joiner_dim)
+    meta = {"joiner_dim": joiner_dim, **common}
     _export(_Decoder(net), (y,), out / "decoder.onnx", "decoder", {"y": {0: "N"}, "decoder_out": {0: "N"}})
-    _add_metadata(out / "decoder.onnx", {"joiner_dim": joiner_dim, **common})
-    _export(_Joiner(net), (enc[:, 0], dec), out / "joiner.onnx", "joiner",
+    _add_metadata(out / "decoder.onnx", meta)
+    _export(_Joiner(net), (enc, dec), out / "joiner.onnx", "joiner",
             {"encoder_out": {0: "N"}, "decoder_out": {0: "N"}, "logit": {0: "N"}})
-    _add_metadata(out / "joiner.onnx", {"joiner_dim": joiner_dim, **common})
-    validate_onnx_export(out)
+    _add_metadata(out / "joiner.onnx", meta)
+    return joiner_dim
 
-    if int8:
-        for name in ("encoder", "decoder", "joiner"):
-            _quantize(out / f"{name}.onnx", out / f"{name}.int8.onnx")
-            # quantisation may drop the metadata: copy it over
-            _add_metadata(out / f"{name}.int8.onnx", _read_metadata(out / f"{name}.onnx"))
-        validate_onnx_export(out, int8=True)
+
+def quantize_export(out: Path) -> None:
+    """Write ``*.int8.onnx`` beside ``encoder.onnx``, ``decoder.onnx`` and ``joiner.onnx`` (metadata kept)."""
+    for name in ("encoder", "decoder", "joiner"):
+        _quantize(out / f"{name}.onnx", out / f"{name}.int8.onnx")
+        # quantisation may drop the metadata: copy it over
+        _add_metadata(out / f"{name}.int8.onnx", _read_metadata(out / f"{name}.onnx"))
 
 
 def _read_metadata(path: Path) -> dict[str, str]:

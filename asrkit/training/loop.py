@@ -150,6 +150,8 @@ class Trainer:
             raise ConfigError("use_fp16 and use_bf16 are mutually exclusive: choose one")
         if cfg.loss.ctc_loss_scale > 0 and not cfg.model.ctc_head:
             raise ConfigError("loss.ctc_loss_scale > 0 needs model.ctc_head: true")
+        if cfg.loss.delay_penalty < 0:
+            raise ConfigError(f"loss.delay_penalty: {cfg.loss.delay_penalty} must be >= 0 (0: off)")
         if not 0.0 <= cfg.optim.cooldown_fraction <= 1.0:
             raise ConfigError(f"optim.cooldown_fraction must be in [0, 1], got {cfg.optim.cooldown_fraction}")
         if cfg.optim.cooldown_fraction > 0 and cfg.max_steps <= 0 and cfg.max_minutes <= 0:
@@ -500,6 +502,7 @@ class Trainer:
                 lm_scale=cfg.loss.lm_scale,
                 rnnt_type=cfg.loss.rnnt_type,
                 loss_backend=self.loss_backend,
+                delay_penalty=cfg.loss.delay_penalty,
             )
 
     def _validate(self) -> Optional[float]:

@@ -108,6 +108,7 @@ class Transducer(nn.Module):
         lm_scale: float = 0.25,
         rnnt_type: str = "regular",
         loss_backend: str = "auto",
+        delay_penalty: float = 0.0,
     ) -> TransducerLosses:
         """Pruned RNN-T training losses (icefall recipe: smoothed simple loss -> prune ranges -> pruned loss).
 
@@ -118,6 +119,8 @@ class Transducer(nn.Module):
             am_scale / lm_scale: weights of the acoustic-only / LM-only terms of the smoothed simple loss.
             rnnt_type: ``"regular"``, ``"modified"`` or ``"constrained"`` (as k2).
             loss_backend: passed as ``backend=`` to :mod:`asrkit.loss`.
+            delay_penalty: k2's emission-delay penalty, applied to the simple and the pruned loss (> 0 rewards
+                early emission).
 
         Returns:
             :class:`TransducerLosses`, each summed over the batch; ``ctc_loss`` is None without a CTC head.
@@ -157,6 +160,7 @@ class Transducer(nn.Module):
                 am_only_scale=am_scale,
                 boundary=boundary,
                 rnnt_type=rnnt_type,
+                delay_penalty=delay_penalty,
                 reduction="sum",
                 return_grad=True,
                 backend=loss_backend,
@@ -178,6 +182,7 @@ class Transducer(nn.Module):
                 termination_symbol=self.blank_id,
                 boundary=boundary,
                 rnnt_type=rnnt_type,
+                delay_penalty=delay_penalty,
                 reduction="sum",
                 backend=loss_backend,
             )

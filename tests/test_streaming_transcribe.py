@@ -1,0 +1,129 @@
+"""``asrkit export --streaming`` (TorchScript and ONNX) and ``asrkit transcribe --streaming`` through the CLI, on
+the causal zipformer of test_streaming_cli (trained a few steps on the tone corpus), and the online fbank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_export_stage import exp_dir  # noqa: F401  (fixture: a non-causal experiment)
+from test_export_formats import exported  # noqa: F401  (fixture used by exp_dir)
+from test_streaming_cli import EPOCHS, causal_exp  # noqa: F401  (fixture)
+from test_training import prepared  # noqa: F401  (fixture)
+from typer.testing import CliRunner
+
+from asrkit.cli.main import app
+from asrkit.errors import ConfigError
+
+CHUNK, LEFT = "32", "64"
+
+
+@pytest.fixture(scope="module")
+def streaming_exports(causal_exp, prepared):  # noqa: F811
+    out = causal_exp.parent / "exported"
+    res = CliRunner().invoke(app, ["export", "--exp-dir", str(causal_exp), "--epoch", str(EPOCHS), "--lang-dir",
+                                   str(prepared["lang"]), "--format", "torchscript", "--format", "onnx", "--streaming",
+                                   "--chunk-size", CHUNK, "--left-context-frames", LEFT, "--output-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    return {"jit": out / "torchscript-streaming" / "jit_script_streaming.pt", "onnx": out / "onnx-streaming"}
+
+
+def test_online_fbank_equals_whole_file_fbank():
+    from asrkit.data.features import compute_fbank
+    from asrkit.streaming_features import OnlineFbank
+
+    rng = np.random.default_rng(0)
+    for n in (16123, 5000, 300):
+        x = (0.1 * rng.standard_normal(n)).astype(np.float32)
+        for piece in (1600, 777, 160):
+            fb = OnlineFbank()
+            parts = [fb.accept_waveform(x[s : s + piece]) for s in range(0, n, piece)] + [fb.input_finished()]
+            got, ref = torch.cat(parts), compute_fbank(x)
+            assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5), (n, piece)
+
+
+def test_streaming_export_files(streaming_exports):
+    from asrkit.export.onnx_streaming import validate_streaming_onnx_export
+
+    assert streaming_exports["jit"].is_file()
+    meta = validate_streaming_onnx_export(streaming_exports["onnx"], int8=True)["encoder"]
+    assert meta["chunk_size"] == CHUNK and meta["left_context_frames"] == LEFT
+
+
+def _wavs(prepared, n: int = 2) -> list[Path]:  # noqa: F811
+    from lhotse import CutSet
+
+    cuts = list(CutSet.from_file(prepared["test"]))[:n]
+    return [Path(c.recording.sources[0].source) for c in cuts]
+
+
+def _transcribe(model: Path, wavs: list[Path], *extra: str) -> list[tuple[str, str, float, str]]:
+    res = CliRunner().invoke(app, ["transcribe", "--streaming", "--model", str(model), "--blank-penalty", "4",
+                                   *extra, *map(str, wavs)])
+    assert res.exit_code == 0, res.output
+    rows = [line.split("\t") for line in res.stdout.splitlines() if line.startswith(("partial\t", "final\t"))]
+    return [(tag, path, float(t), text) for tag, path, t, text in rows]
+
+
+def test_transcribe_streaming_prints_partials_then_the_chunkwise_decoding(streaming_exports, causal_exp, prepared):  # noqa: F811,E501
+    from asrkit.data.audio import read_audio
+    from asrkit.data.features import compute_fbank
+    from asrkit.data.tokenizer import Tokenizer
+    from asrkit.decoding.streaming import decode_streaming
+    from asrkit.training.selection import Selection, load_selected_model
+
+    wavs = _wavs(prepared)
+    rows = _transcribe(streaming_exports["jit"], wavs)
+    model, _ = load_selected_model(causal_exp, Selection(epoch=EPOCHS), device="cpu")
+    model.encoder.set_decoding_chunk(int(CHUNK), int(LEFT))
+    tokenizer = Tokenizer.load(prepared["lang"] / "bpe.model")
+    ref = decode_streaming(model, [(str(w), compute_fbank(*read_audio(w))) for w in wavs], "greedy_search", 1,
+                           blank_penalty=4.0, unk_id=tokenizer.unk_id)
+    for wav, r in zip(wavs, ref):
+        mine = [row for row in rows if row[1] == str(wav)]
+        partials, final = mine[:-1], mine[-1]
+        assert final[0] == "final" and final[3] == tokenizer.decode([r.tokens])[0] and final[3], wav
+        assert partials and all(p[0] == "partial" for p in partials), wav
+        times = [p[2] for p in partials]
+        assert times == sorted(times) and times[-1] <= final[2]
+        assert all(final[3].startswith(p[3]) for p in partials)  # greedy only appends tokens
+    # the ONNX export decodes the same full chunks (its last, padded chunk is not masked: no x_lens in the file)
+    onnx_rows = _transcribe(streaming_exports["onnx"], wavs)
+    assert [r for r in onnx_rows if r[0] == "partial"] == [r for r in rows if r[0] == "partial"]
+    assert all(r[3] for r in onnx_rows if r[0] == "final")
+
+
+def test_real_time_feeding_takes_the_audio_duration(streaming_exports, prepared):  # noqa: F811
+    import time
+
+    import soundfile as sf
+
+    wav = _wavs(prepared, 1)[0]
+    duration = sf.info(str(wav)).duration
+    started = time.perf_counter()
+    rows = _transcribe(streaming_exports["jit"], [wav], "--real-time")
+    assert time.perf_counter() - started >= duration - 0.15  # fed at real time: not before the audio's end
+    assert rows[-1][0] == "final"
+
+
+def test_non_causal_models_are_refused(exp_dir):  # noqa: F811
+    exp, lang, _ = exp_dir
+    for fmt in ("onnx", "torchscript"):
+        res = CliRunner().invoke(app, ["export", "--exp-dir", str(exp), "--epoch", "1", "--lang-dir", str(lang),
+                                       "--format", fmt, "--streaming"])
+        assert isinstance(res.exception, ConfigError) and "causal" in str(res.exception), res.output
+    assert not (exp / "exported" / "onnx-streaming").exists()
+
+
+def test_offline_model_is_not_a_streaming_export(exp_dir, tmp_path):  # noqa: F811
+    from asrkit.errors import CheckpointError
+    from asrkit.streaming_model import load_streaming_model
+
+    exp, lang, _ = exp_dir
+    res = CliRunner().invoke(app, ["export", "--exp-dir", str(exp), "--epoch", "1", "--lang-dir", str(lang),
+                                   "--format", "onnx", "--no-int8", "--output-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(CheckpointError, match="not a streaming one"):
+        load_streaming_model(tmp_path / "onnx")
