@@ -42,6 +42,9 @@ F = 20
 
 # icefall's published transducer sizes (vocab 500, decoder/joiner 512, context 2)
 ICEFALL_PARAMS = {"zipformer-s": 23_285_615, "zipformer-m": 65_549_011, "zipformer-l": 148_439_574}
+# its streaming (causal) medium, which icefall publishes (2023-05-17 LibriSpeech model): the chunk-causal
+# convolutions add a causal and a chunk-wise kernel per module
+ICEFALL_STREAMING_PARAMS = {"zipformer-m-streaming": 66_110_931}
 
 
 def tiny_cfg(**kw) -> ZipformerConfig:
@@ -64,6 +67,20 @@ def tiny_encoder(**kw):
 
 
 # ----------------------------------------------------------------------------- presets / parameter counts
+@pytest.mark.parametrize("name", sorted(ICEFALL_STREAMING_PARAMS))
+def test_streaming_preset_parameter_counts_match_icefall(name):
+    from pathlib import Path
+
+    from asrkit.config import load_train_config
+
+    cfg = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
+    assert cfg.model.encoder.zipformer.causal
+    with torch.device("meta"):
+        n = count_parameters(build_transducer(cfg.model))
+    expected = ICEFALL_STREAMING_PARAMS[name]
+    assert abs(n - expected) / expected < 0.001, (name, n, expected)
+
+
 @pytest.mark.parametrize("name", sorted(ICEFALL_PARAMS))
 def test_preset_parameter_counts_match_icefall(name):
     with torch.device("meta"):  # count without allocating 600 MB

@@ -24,3 +24,16 @@ def test_recipe_matches_preset_and_builds(recipe):
     if recipe.stem.endswith("-xs"):
         model = build_transducer(cfg.model)
         assert 1_000_000 < count_parameters(model) < 5_000_000
+
+
+@pytest.mark.parametrize("name", ["zipformer-xs", "zipformer-s", "zipformer-m", "zipformer-l"])
+def test_streaming_presets_are_their_offline_preset_made_causal(name):
+    from dataclasses import replace
+
+    offline = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / f"{name}.yaml")
+    streaming = load_train_config(Path(__file__).resolve().parents[1] / "recipes" / f"{name}-streaming.yaml")
+    assert streaming.model.encoder.zipformer.causal and streaming.model.encoder.feature_norm == "none"
+    zipformer = replace(offline.model.encoder.zipformer, causal=True)
+    encoder = replace(offline.model.encoder, zipformer=zipformer, feature_norm="none")
+    assert streaming.model == replace(offline.model, encoder=encoder)
+    assert (streaming.optim, streaming.data, streaming.num_epochs) == (offline.optim, offline.data, offline.num_epochs)
