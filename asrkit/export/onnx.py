@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -225,12 +225,19 @@ def export_onnx(
         })
         _add_metadata(out / "encoder.onnx", {
             "model_type": "zipformer2", "version": 1, "feature_dim": feature_dim, "joiner_dim": joiner_dim, **common})
-        export_decoder_joiner(net, out, common)
-        validate_onnx_export(out)
-        if int8:
-            quantize_export(out)
-            validate_onnx_export(out, int8=True)
+        finish_onnx_export(net, out, common, int8, validate_onnx_export)
     return Path(out_dir)
+
+
+def finish_onnx_export(net: nn.Module, out: Path, common: dict[str, Any], int8: bool,
+                       validate: Callable[..., Any]) -> None:
+    """After the encoder: write decoder and joiner, validate the export with ``validate(out, int8=...)``, and with
+    ``int8`` quantise all three files and validate those too (shared by the offline and streaming exports)."""
+    export_decoder_joiner(net, out, common)
+    validate(out)
+    if int8:
+        quantize_export(out)
+        validate(out, int8=True)
 
 
 def prepare_onnx_export(model: nn.Module, comment: str = "") -> tuple[nn.Module, dict[str, Any]]:

@@ -42,9 +42,8 @@ from asrkit.export.onnx import (
     _export,
     _read_metadata,
     check_tokens_file,
-    export_decoder_joiner,
+    finish_onnx_export,
     prepare_onnx_export,
-    quantize_export,
     validate_onnx_file,
 )
 
@@ -225,9 +224,5 @@ def export_onnx_streaming(
         _export(wrapper, (x, *example), out / "encoder.onnx", "encoder", dynamic_axes, io_names=(inputs, outputs))
         _add_metadata(out / "encoder.onnx", {**common, **encoder_metadata(streaming), "feature_dim": feature_dim,
                                              "joiner_dim": joiner_dim})
-        export_decoder_joiner(net, out, common)
-        validate_streaming_onnx_export(out)
-        if int8:
-            quantize_export(out)
-            validate_streaming_onnx_export(out, int8=True)
+        finish_onnx_export(net, out, common, int8, validate_streaming_onnx_export)
     return Path(out_dir)
