@@ -62,6 +62,7 @@ __all__ = [
     "find_checkpoints",
     "latest_checkpoint",
     "find_epoch_checkpoints",
+    "find_all_checkpoints",
     "remove_old_checkpoints",
     "remove_stale_temp_files",
     "check_weights_only_safe",
@@ -306,6 +307,12 @@ def find_epoch_checkpoints(exp_dir: str | os.PathLike[str]) -> dict[int, Path]:
         if m and p.is_file():
             found[int(m.group(1))] = p
     return dict(sorted(found.items()))
+
+
+def find_all_checkpoints(exp_dir: str | os.PathLike[str]) -> list[Path]:
+    """Every complete checkpoint of ``exp_dir``, batch and epoch ones, the most recently written first."""
+    files = find_checkpoints(exp_dir) + list(find_epoch_checkpoints(exp_dir).values())
+    return sorted(files, key=lambda p: p.stat().st_mtime_ns, reverse=True)
 
 
 def remove_old_checkpoints(exp_dir: str | os.PathLike[str], keep_last_k: int) -> list[Path]:

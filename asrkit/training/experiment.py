@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from asrkit.errors import ConfigError
-from asrkit.training.checkpoint import find_checkpoints, find_epoch_checkpoints
+from asrkit.training.checkpoint import find_all_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,7 @@ def _describe(differences: list[tuple[str, Any, Any]], limit: int = 4) -> str:
 
 def _run_files(exp_dir: Path) -> list[Path]:
     """The files of a run that a new run must not mix with: checkpoints, config, TensorBoard events."""
-    files = find_checkpoints(exp_dir) + list(find_epoch_checkpoints(exp_dir).values())
-    return files + [p for p in (exp_dir / CONFIG_NAME, exp_dir / "tensorboard") if p.exists()]
+    return find_all_checkpoints(exp_dir) + [p for p in (exp_dir / CONFIG_NAME, exp_dir / "tensorboard") if p.exists()]
 
 
 def claim_experiment_dir(exp_dir: Path, resolved: dict, resume: bool, force: bool) -> None:
@@ -74,7 +73,7 @@ def claim_experiment_dir(exp_dir: Path, resolved: dict, resume: bool, force: boo
     """
     exp_dir = Path(exp_dir)
     config_path = exp_dir / CONFIG_NAME
-    checkpoints = find_checkpoints(exp_dir) + list(find_epoch_checkpoints(exp_dir).values())
+    checkpoints = find_all_checkpoints(exp_dir)
     if force:
         removed = _run_files(exp_dir)
         for path in removed:
@@ -106,8 +105,8 @@ def claim_experiment_dir(exp_dir: Path, resolved: dict, resume: bool, force: boo
         raise ConfigError(f"{exp_dir} holds a run with another config ({_describe(differences)})",
                           hint="use another --exp-dir, continue it with --resume, or start over with --force")
     if checkpoints:
-        newest = max(checkpoints, key=lambda p: p.stat().st_mtime)
-        raise ConfigError(f"{exp_dir} already holds this run ({len(checkpoints)} checkpoints, newest {newest.name})",
+        raise ConfigError(f"{exp_dir} already holds this run ({len(checkpoints)} checkpoints, newest "
+                          f"{checkpoints[0].name})",
                           hint="continue it with --resume, or start over with --force (removes its checkpoints)")
 
 

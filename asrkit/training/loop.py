@@ -553,6 +553,7 @@ class Trainer:
         from asrkit.training.checkpoint import (
             batch_checkpoint_path,
             epoch_checkpoint_path,
+            find_all_checkpoints,
             remove_old_checkpoints,
             save_checkpoint,
         )
@@ -576,7 +577,7 @@ class Trainer:
             try:
                 save_checkpoint(path, payload)
             except CheckpointError as exc:  # e.g. the disk is full: the files already there are complete
-                kept = _newest_checkpoint_file(self.job.exp_dir)
+                kept = next(iter(find_all_checkpoints(self.job.exp_dir)), None)
                 raise CheckpointError(f"{exc}; the previous checkpoints are untouched, the newest is "
                                       f"{kept if kept else 'none (none was written yet)'}",
                                       hint="free some space, then continue with --resume") from None
@@ -668,14 +669,6 @@ def bind_tokenizer(cfg: TrainConfig, tokenizer: Tokenizer) -> None:
     """The model's vocabulary is the tokenizer's: its size and fingerprint go into ``cfg.model``."""
     cfg.model.vocab_size = tokenizer.vocab_size
     cfg.model.tokenizer_fingerprint = tokenizer.fingerprint
-
-
-def _newest_checkpoint_file(exp_dir: Path) -> Optional[Path]:
-    """The most recently written complete checkpoint (batch or epoch) of ``exp_dir``."""
-    from asrkit.training.checkpoint import find_checkpoints, find_epoch_checkpoints
-
-    files = find_checkpoints(exp_dir) + list(find_epoch_checkpoints(exp_dir).values())
-    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
 
 
 def _seed_everything(seed: int) -> None:
