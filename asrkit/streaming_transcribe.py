@@ -3,7 +3,8 @@
 A file is fed in pieces (``piece_seconds``, at real time or as fast as possible); fbank frames are computed as
 they become final (:class:`~asrkit.streaming_features.OnlineFbank`), each full chunk is decoded as soon as its
 window has arrived, and after every piece that completed a chunk the current best text is reported with the audio
-time it covers. At the end of the file the last partial chunk is decoded and the final text reported.
+time it covers. At the end of the file the last partial chunk is decoded and the final text reported. A file that
+cannot be read does not stop the others: it gets one update with ``error`` set.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asrkit.errors import ConfigError
+from asrkit.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
 class StreamingUpdate:
     """One report: ``audio_seconds`` of the file fed so far, the best ``text`` then, ``final`` for the last, and
-    ``latency_seconds``: wall time from feeding the piece to this result."""
+    ``latency_seconds``: wall time from feeding the piece to this result. ``error``: why the file could not be read
+    (its only update, final, with no text)."""
 
     path: str
     audio_seconds: float
     text: str
     final: bool
     latency_seconds: float
+    error: str | None = None
 
 
 def transcribe_streaming(
@@ -51,10 +54,11 @@ def transcribe_streaming(
         **opts: search options (``beam_size``, ``blank_penalty``, ``max_sym_per_frame`` ...).
 
     Yields:
-        :class:`StreamingUpdate` s: partial ones (the text changed) and one final per file.
+        :class:`StreamingUpdate` s: partial ones (the text changed) and one final per file; for a file that
+        cannot be read (missing, empty, corrupt) one final update whose ``error`` names the file and the reason.
 
     Raises:
-        ConfigError: bad options. CheckpointError: not a streaming export. DataError: unreadable audio.
+        ConfigError: bad options. CheckpointError: not a streaming export.
     """
     from asrkit.data.audio import read_audio, resample
     from asrkit.decoding.streaming import get_streaming_search
@@ -67,7 +71,11 @@ def transcribe_streaming(
         opts = {**opts, "unk_id": getattr(tokenizer, "unk_id", None)}
     get_streaming_search(method, opts)
     for path in audio_paths:
-        samples, sr = read_audio(path)
+        try:
+            samples, sr = read_audio(path)
+        except DataError as exc:
+            yield StreamingUpdate(str(path), 0.0, "", True, 0.0, error=str(exc))
+            continue
         yield from _transcribe_one(model, tokenizer, str(path), resample(samples, sr, 16000), method, piece_seconds,
                                    real_time, opts)
 

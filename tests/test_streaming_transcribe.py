@@ -127,3 +127,20 @@ def test_offline_model_is_not_a_streaming_export(exp_dir, tmp_path):  # noqa: F8
     assert res.exit_code == 0, res.output
     with pytest.raises(CheckpointError, match="not a streaming one"):
         load_streaming_model(tmp_path / "onnx")
+
+
+def test_unreadable_files_do_not_stop_streaming_transcription(streaming_exports, prepared, tmp_path):  # noqa: F811
+    wavs = _wavs(prepared)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    bad = [tmp_path / "missing.wav", tmp_path / "empty.wav", tmp_path / "corrupt.wav"]
+    files = [bad[0], wavs[0], bad[1], wavs[1], bad[2]]
+    res = CliRunner().invoke(app, ["transcribe", "--streaming", "--model", str(streaming_exports["onnx"]),
+                                   *map(str, files)])
+    assert res.exit_code == 1, res.output
+    finals = [line.split("\t")[1] for line in res.stdout.splitlines() if line.startswith("final\t")]
+    assert finals == [str(w) for w in wavs]  # the readable files, in order, each to its final result
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 3 and all(b.name in e for b, e in zip(bad, errors)), res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "transcribed 2 of 5 files; 3 could not be read"
+    assert "Traceback" not in res.output

@@ -33,8 +33,8 @@ def transcribe(
 ) -> None:
     """Transcribe audio files; prints one line per readable file: <path><TAB><transcript>.
 
-    An unreadable file does not stop the run: it gets one 'error:' line on stderr, the others are transcribed,
-    a summary follows and the exit status is 1. Audio shorter than the model's minimum input gets an empty
+    An unreadable file does not stop the run (with or without --streaming): it gets one 'error:' line on stderr,
+    the others are transcribed, a summary follows and the exit status is 1. Audio shorter than the model's minimum input gets an empty
     transcript and a 'note:' line.
 
     Example: asrkit transcribe --model exp/zipformer-xs/exported/pretrained.pt a.wav b.flac
@@ -45,10 +45,17 @@ def transcribe(
         from asrkit.streaming_transcribe import transcribe_streaming
 
         opts = {"blank_penalty": blank_penalty} if blank_penalty else {}
+        failed = 0
         for update in transcribe_streaming(model, list(audio), method=method, piece_seconds=piece_seconds,
                                            real_time=real_time, int8=int8, **opts):
+            if update.error:
+                failed += 1
+                typer.echo(f"error: {update.error}", err=True)
+                continue
             tag = "final" if update.final else "partial"
             typer.echo(f"{tag}\t{update.path}\t{update.audio_seconds:.2f}\t{update.text}")
+        if failed:
+            _fail_summary(len(audio) - failed, len(audio), failed)
         return
     from asrkit.inference import transcribe_files
 
@@ -67,6 +74,10 @@ def transcribe(
     for failure in report.errors:
         typer.echo(f"error: {failure.reason}", err=True)
     if report.errors:
-        typer.echo(f"transcribed {len(report.transcripts)} of {len(audio)} files; {len(report.errors)} could not "
-                   "be read", err=True)
-        raise typer.Exit(1)
+        _fail_summary(len(report.transcripts), len(audio), len(report.errors))
+
+
+def _fail_summary(done: int, total: int, failed: int) -> None:
+    """The last stderr line when some files could not be read; exit status 1."""
+    typer.echo(f"transcribed {done} of {total} files; {failed} could not be read", err=True)
+    raise typer.Exit(1)
