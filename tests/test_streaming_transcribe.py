@@ -144,3 +144,37 @@ def test_unreadable_files_do_not_stop_streaming_transcription(streaming_exports,
     assert len(errors) == 3 and all(b.name in e for b, e in zip(bad, errors)), res.stderr
     assert res.stderr.strip().splitlines()[-1] == "transcribed 2 of 5 files; 3 could not be read"
     assert "Traceback" not in res.output
+
+
+def test_speech_onset_is_the_first_loud_frame():
+    from asrkit.bench.streaming import speech_onset
+
+    x = np.zeros(16000, dtype=np.float32)
+    x[5000:] = 0.3 * np.sin(np.arange(11000) * 0.2)
+    x[:5000] = 1e-4 * np.random.default_rng(0).standard_normal(5000)  # -70 dB of hiss before the onset
+    assert speech_onset(x) == pytest.approx(0.31, abs=0.011)  # frame 31 is the first to include the tone's start
+    assert speech_onset(x[5000:]) == 0.0
+
+
+def test_bench_streaming_measures_each_export(streaming_exports, prepared):  # noqa: F811
+    from asrkit.bench.streaming import bench_streaming
+    from asrkit.streaming_model import load_streaming_model
+
+    wavs = _wavs(prepared, 4)
+    fig = bench_streaming(streaming_exports["onnx"], wavs, streams=(1, 2), blank_penalty=4.0)
+    model, _ = load_streaming_model(streaming_exports["onnx"])
+    assert fig.chunk_seconds == pytest.approx(2 * int(CHUNK) * 0.01)
+    assert fig.left_context_seconds == pytest.approx(int(LEFT) * 0.02)
+    assert fig.state_bytes == sum(s.numel() * s.element_size() for s in model.get_init_states(1))
+    assert 0 < fig.chunk_compute_mean <= fig.chunk_compute_p95 and fig.rtf > 0
+    # the blank penalty makes the model emit in its first chunks: the first partial is at most two chunks (plus
+    # the right context and compute) after the onset
+    assert 0 < fig.first_partial_mean <= fig.first_partial_max < 2 * fig.chunk_seconds + 0.5
+    assert list(fig.capacity)[0] == 1 and all(c > 0 for c in fig.capacity.values())
+
+    res = CliRunner().invoke(app, ["bench", "streaming", "--model", str(streaming_exports["jit"]), "--model",
+                                   str(streaming_exports["onnx"]), "--wav-dir", str(wavs[0].parent), "--max-files",
+                                   "3", "--streams", "1", "--streams", "2", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ms |" in line]
+    assert len(rows) == 2 and "jit_script_streaming.pt" in rows[0] and "onnx-streaming" in rows[1], res.stdout

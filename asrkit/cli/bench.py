@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from asrkit.cli.common import Device, FeatureCuts, LangDir, Overrides, Recipe, overrides_dict
+from asrkit.cli.common import BlankPenalty, Device, FeatureCuts, LangDir, Overrides, Recipe, overrides_dict
 
 app = typer.Typer(help="Benchmarks.\n\nExample: asrkit bench loss --quick", no_args_is_help=True)
 
@@ -111,3 +111,32 @@ def decode(
         raise DataError(f"no .wav files under {wav_dir}")
     rows = bench_decode(model, wavs, method, batch_size, threads, onnx_dir)
     typer.echo(format_rows(rows, audio_seconds(wavs), threads))
+
+
+@app.command("streaming")
+def streaming(
+    model: Annotated[list[Path], typer.Option("--model", help="Streaming exports (jit_script_streaming.pt or an "
+                                              "onnx-streaming directory); repeat for several chunk sizes.")],
+    wav_dir: Annotated[Path, typer.Option(help="Directory searched recursively for *.wav files.")],
+    method: Annotated[str, typer.Option(help="greedy_search | modified_beam_search")] = "greedy_search",
+    threads: Annotated[int, typer.Option(help="torch / onnxruntime threads.")] = 2,
+    streams: Annotated[list[int], typer.Option("--streams", help="Pool sizes tried for the concurrency figure.")] = [
+        1, 2, 4, 8, 16, 32, 64],
+    int8: Annotated[bool, typer.Option(help="ONNX exports: the *.int8.onnx files.")] = False,
+    blank_penalty: BlankPenalty = 0.0,
+    max_files: Annotated[int, typer.Option(help="Use at most this many files.")] = 100,
+) -> None:
+    """Chunk-wise decoding of streaming exports: RTF, chunk compute time, first-partial latency, state memory per
+    stream and the streams decoded concurrently in real time (definitions: asrkit/bench/streaming.py).
+
+    Example: asrkit bench streaming --model exp/x/exported/onnx-streaming --wav-dir data/synth/wav/test
+    """
+    from asrkit.bench.streaming import bench_streaming, format_figures
+    from asrkit.errors import DataError
+
+    wavs = sorted(wav_dir.rglob("*.wav"))[:max_files]
+    if not wavs:
+        raise DataError(f"no .wav files under {wav_dir}")
+    opts = {"blank_penalty": blank_penalty} if blank_penalty else {}
+    rows = [bench_streaming(m, wavs, method, threads, streams, int8, **opts) for m in model]
+    typer.echo(format_figures(rows, method, threads))
