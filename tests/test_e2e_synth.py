@@ -170,3 +170,89 @@ def test_synth_recipe_end_to_end(tmp_path):
         assert res.returncode == 1
         first = res.stderr.strip().splitlines()[0]
         assert first.startswith("error:") and bad.name in first and "Traceback" not in res.stderr
+
+
+def _tiny_streaming_recipe(path: Path) -> Path:
+    """recipes/zipformer-xs-streaming.yaml's model (causal zipformer-xs, random chunk sizes and left contexts) with
+    _tiny_recipe's optimisation, so that it learns the tiny corpus within minutes."""
+    from asrkit.config import load_train_config
+
+    cfg = load_train_config(REPO / "recipes" / "zipformer-xs-streaming.yaml")
+    cfg.num_epochs, cfg.seed, cfg.max_minutes, cfg.save_every_n = STREAMING_EPOCHS, 1, 0.0, 0
+    cfg.optim.name, cfg.optim.base_lr, cfg.optim.scheduler = "adamw", 2e-3, "warmup_inverse_sqrt"
+    cfg.optim.warmup_batches = 50
+    cfg.loss.warm_step = 100
+    cfg.data.max_duration, cfg.data.spec_augment, cfg.data.mel_warp = 20.0, False, 0.0
+    save_yaml(cfg, path)
+    return path
+
+
+STREAMING_EPOCHS = 30
+CHUNK_TAG = "chunk-16-left-64"  # egs/synth/run.sh's default --chunk-size / --left-context-frames
+
+
+def test_synth_streaming_stages(tmp_path):
+    """Stages 9-14 on the corpus of stages 0-2: train the causal model, decode it as simulated streaming and chunk
+    by chunk (the same recognitions), export it for sherpa-onnx's OnlineRecognizer (which decodes the trained
+    model, fp32 and int8, as asrkit's chunk-wise decoding does), transcribe live with partial results."""
+    work = tmp_path / "work"
+    common = ["--work-dir", str(work), "--hours", HOURS, "--vocab-size", "60", "--avg", "2"]
+    prep = _run(["bash", str(REPO / "egs/synth/run.sh"), *common, "--stage", "0", "--stop-stage", "2"], cwd=REPO)
+    assert prep.returncode == 0, prep.stdout[-3000:] + prep.stderr[-3000:]
+    recipe = _tiny_streaming_recipe(tmp_path / "tiny-streaming.yaml")
+    proc = _run(["bash", str(REPO / "egs/synth/run.sh"), *common, "--streaming-recipe", str(recipe),
+                 "--streaming-exp-dir", "exp/tiny-streaming", "--num-decode-streams", "3",
+                 "--stage", "9", "--stop-stage", "14"], cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = work / "exp/tiny-streaming"
+    assert not (work / "exp/zipformer-xs").exists()  # the offline stages did not run
+
+    # stage 14: simulated, then chunk-wise, the left-out engine's set before the unseen voices'; the same numbers
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("%WER")]
+    wers = {line.split(" = ")[0]: float(line.split(" = ")[1]) for line in lines}
+    assert list(wers) == [f"%WER[test_flite, {CHUNK_TAG}]", f"%WER[{CHUNK_TAG}]",
+                          f"%WER[test_flite, {CHUNK_TAG}-streaming]", f"%WER[{CHUNK_TAG}-streaming]"], lines
+    assert lines[-1] == proc.stdout.strip().splitlines()[-1]
+    assert wers[f"%WER[{CHUNK_TAG}]"] == wers[f"%WER[{CHUNK_TAG}-streaming]"] < 100.0
+    selection = f"epoch-{STREAMING_EPOCHS}-avg-2-use-averaged-model"
+    for method in ("greedy_search", "modified_beam_search"):
+        for split in ("test", "test_flite"):
+            simulated, chunkwise = (
+                (exp / method / f"recogs-{split}-{selection}-{tag}-blank-penalty-{PENALTY}.txt").read_text()
+                for tag in (CHUNK_TAG, f"{CHUNK_TAG}-streaming"))
+            assert simulated == chunkwise, (method, split)
+
+    # stage 12: the streaming exports; stage 13: partial results, then the final text, per file
+    onnx_dir = exp / "exported/onnx-streaming"
+    for name in ("encoder.onnx", "encoder.int8.onnx", "decoder.onnx", "joiner.onnx", "tokens.txt"):
+        assert (onnx_dir / name).is_file(), name
+    assert (exp / "exported/torchscript-streaming/jit_script_streaming.pt").is_file()
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith(("partial\t", "final\t"))]
+    assert [r[0] for r in rows].count("final") == 2 and rows[-1][0] == "final", rows
+
+    # the model learned: chunk-wise WER on its own training utterances
+    decode = _run([sys.executable, "-m", "asrkit.cli.main", "decode", "--exp-dir", "exp/tiny-streaming", "--epoch",
+                   str(STREAMING_EPOCHS), "--avg", "2", "--use-averaged-model", "--lang-dir", "data/lang",
+                   "--chunk-size", "16", "--left-context-frames", "64", "--streaming",
+                   "--cuts", "data/fbank/synth_cuts_train.jsonl.gz"], cwd=work)
+    assert decode.returncode == 0, decode.stderr[-3000:]
+    wer = float(re.search(r"%WER = (\d+\.\d+)", decode.stdout).group(1))
+    assert wer < TRAIN_WER_THRESHOLD, f"training-set WER {wer}% is not below {TRAIN_WER_THRESHOLD}%"
+
+    # sherpa-onnx's OnlineRecognizer, fed 0.1 s pieces, recognizes the trained export as asrkit does
+    pytest.importorskip("sherpa_onnx")
+    from test_streaming_onnx import asrkit_live, wav_features
+
+    from asrkit.export.sherpa_onnx import run_sherpa_onnx_online
+    from asrkit.streaming_model import load_streaming_model
+
+    wavs = sorted((work / "data/synth/wav/train").rglob("*.wav"))[:6]
+    for suffix in (".onnx", ".int8.onnx"):
+        model, tokenizer = load_streaming_model(onnx_dir, int8=suffix == ".int8.onnx")
+        theirs = run_sherpa_onnx_online(onnx_dir, wavs, suffix=suffix, piece_seconds=0.1, timeout=300)
+        said = 0
+        for path, feats, result in zip(wavs, wav_features(wavs), theirs):
+            tokens, _ = asrkit_live(model, feats, tokenizer)
+            said += bool(tokens)
+            assert "".join(tokens).replace("▁", " ").strip() == result["text"].strip(), (suffix, path)
+        assert said >= len(wavs) // 2, f"{suffix}: the trained model says nothing on its training utterances"
