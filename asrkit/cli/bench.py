@@ -140,3 +140,23 @@ def streaming(
     opts = {"blank_penalty": blank_penalty} if blank_penalty else {}
     rows = [bench_streaming(m, wavs, method, threads, streams, int8, **opts) for m in model]
     typer.echo(format_figures(rows, method, threads))
+
+
+@app.command("emission")
+def emission(
+    reference: Annotated[Path, typer.Option(help="Timestamps report A (asrkit decode --timestamps).")],
+    other: Annotated[list[Path], typer.Option("--other", help="Reports B compared to A (repeat).")],
+) -> None:
+    """Emission times of models compared on the utterances they recognise identically: mean (B - A) per token.
+
+    Example: asrkit bench emission --reference exp/s0/modified_beam_search/timestamps-test-....txt
+    --other exp/s1/modified_beam_search/timestamps-test-....txt
+    """
+    from asrkit.bench.emission import compare_emissions
+
+    typer.echo("| report B | utterances (identical / both) | tokens | mean delay s | mean abs s | last token s |")
+    typer.echo("|---|---:|---:|---:|---:|---:|")
+    for path in other:
+        c = compare_emissions(reference, path)
+        typer.echo(f"| {path} | {c.compared} / {c.utterances} | {c.tokens} | {c.mean_delay:+.3f} | "
+                   f"{c.mean_abs_delay:.3f} | {c.mean_last_token_delay:+.3f} |")
