@@ -61,9 +61,8 @@ def speech_onset(samples: np.ndarray, sample_rate: int = 16000) -> float:
         samples: ``(N,)`` float samples.
     """
     hop = int(sample_rate * FRAME_SECONDS)
-    n = max(1, len(samples) // hop)
-    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, -1) if len(samples) >= hop else \
-        np.asarray(samples, dtype=np.float64).reshape(1, -1)
+    n = max(1, len(samples) // hop)  # a file shorter than one frame is one frame
+    frames = np.asarray(samples[: n * hop], dtype=np.float64).reshape(n, -1)
     energy_db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     return float(np.argmax(energy_db >= energy_db.max() - ONSET_DB)) * FRAME_SECONDS
 
@@ -113,9 +112,9 @@ def _capacity(model, utts: list[tuple[str, object]], durations: list[float], str
     stream so that the pool stays full most of the time)."""
     from asrkit.decoding.streaming import decode_streaming
 
-    k = max(1, -(-3 * streams // len(utts)))
-    work = [(f"{u}#{i}", f) for i in range(k) for u, f in utts][: max(3 * streams, len(utts))]
-    audio = sum(durations[i % len(durations)] for i in range(len(work)))
+    picks = [i % len(utts) for i in range(max(3 * streams, len(utts)))]
+    work = [(f"{utts[j][0]}#{i}", utts[j][1]) for i, j in enumerate(picks)]
+    audio = sum(durations[j] for j in picks)
     started = time.perf_counter()
     decode_streaming(model, work, method, num_streams=streams, **opts)
     return audio / (time.perf_counter() - started)
@@ -152,7 +151,7 @@ def bench_streaming(model_path: Path, wavs: Sequence[Path], method: str = "greed
     state_bytes = sum(s.numel() * s.element_size() for s in model.get_init_states(1))
     figures = StreamingFigures(
         model=str(model_path), chunk_seconds=model.shift * FRAME_SECONDS,
-        left_context_seconds=getattr(model, "left_context_frames", -1) * 2 * FRAME_SECONDS, audio_seconds=audio,
+        left_context_seconds=model.left_context_frames * 2 * FRAME_SECONDS, audio_seconds=audio,
         rtf=(feature_seconds + sum(chunk_times)) / audio, chunk_compute_mean=float(np.mean(chunk_times)),
         chunk_compute_p95=float(np.percentile(chunk_times, 95)),
         first_partial_mean=float(np.mean(latencies)) if latencies else float("nan"),

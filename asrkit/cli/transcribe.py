@@ -34,8 +34,8 @@ def transcribe(
     """Transcribe audio files; prints one line per readable file: <path><TAB><transcript>.
 
     An unreadable file does not stop the run (with or without --streaming): it gets one 'error:' line on stderr,
-    the others are transcribed, a summary follows and the exit status is 1. Audio shorter than the model's minimum input gets an empty
-    transcript and a 'note:' line.
+    the others are transcribed, a summary follows and the exit status is 1. Audio shorter than the model's minimum
+    input gets an empty transcript and a 'note:' line.
 
     Example: asrkit transcribe --model exp/zipformer-xs/exported/pretrained.pt a.wav b.flac
 

@@ -200,6 +200,7 @@ if run_stage 7; then transcribe_stage 7 "$exp_dir/exported/pretrained.pt"; fi
 if run_stage 8; then print_wers ""; fi
 
 # The streaming model (causal: chunk-causal convolutions, chunked attention), decoded at one chunk size
+[ "$stop_stage" -ge 9 ] || exit 0
 chunking=(--chunk-size "$chunk_size" --left-context-frames "$left_context_frames")
 chunk_tag="chunk-$chunk_size-left-$left_context_frames"
 use_model "$streaming_recipe" "$streaming_exp_dir"
