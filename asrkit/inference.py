@@ -288,13 +288,10 @@ def load_model(
 
 # ---------------------------------------------------------------------------------- transcribe
 def _features(path: str | Path) -> torch.Tensor:
-    from asrkit.data.audio import read_audio, resample
+    from asrkit.data.audio import read_audio_resampled
     from asrkit.data.features import SAMPLE_RATE, compute_fbank
 
-    samples, sr = read_audio(path)
-    if sr != SAMPLE_RATE:
-        samples = resample(samples, sr, SAMPLE_RATE)
-    return compute_fbank(samples, SAMPLE_RATE)
+    return compute_fbank(read_audio_resampled(path, SAMPLE_RATE), SAMPLE_RATE)
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def transcribe_streaming(
     Raises:
         ConfigError: bad options. CheckpointError: not a streaming export.
     """
-    from asrkit.data.audio import read_audio, resample
+    from asrkit.data.audio import read_audio_resampled
     from asrkit.decoding.streaming import get_streaming_search
     from asrkit.streaming_model import load_streaming_model
 
@@ -72,12 +72,11 @@ def transcribe_streaming(
     get_streaming_search(method, opts)
     for path in audio_paths:
         try:
-            samples, sr = read_audio(path)
+            samples = read_audio_resampled(path)
         except DataError as exc:
             yield StreamingUpdate(str(path), 0.0, "", True, 0.0, error=str(exc))
             continue
-        yield from _transcribe_one(model, tokenizer, str(path), resample(samples, sr, 16000), method, piece_seconds,
-                                   real_time, opts)
+        yield from _transcribe_one(model, tokenizer, str(path), samples, method, piece_seconds, real_time, opts)
 
 
 def _transcribe_one(model: Any, tokenizer: Any, path: str, samples: Any, method: str, piece_seconds: float,

@@ -122,3 +122,16 @@ def test_use_soundfile_backend_reads_sphere_through_lhotse(tmp_path: Path, monke
         np.testing.assert_allclose(rec.load_audio()[0], x, atol=1e-3)
     finally:
         set_current_audio_backend(previous)
+
+
+def test_read_audio_resampled(tmp_path: Path) -> None:
+    from asrkit.data.audio import read_audio_resampled
+
+    sf.write(tmp_path / "8k.wav", _tone(440, 8000, 0.5), 8000, subtype="FLOAT")
+    sf.write(tmp_path / "16k.wav", _tone(440, 16000, 0.5), 16000, subtype="FLOAT")
+    y = read_audio_resampled(tmp_path / "8k.wav")
+    assert y.dtype == np.float32 and y.shape == (8000,)
+    assert np.allclose(y[1000:7000], _tone(440, 16000, 0.5)[1000:7000], atol=1e-2)
+    assert np.array_equal(read_audio_resampled(tmp_path / "16k.wav"), read_audio(tmp_path / "16k.wav")[0])
+    with pytest.raises(DataError, match="nope.wav"):
+        read_audio_resampled(tmp_path / "nope.wav")

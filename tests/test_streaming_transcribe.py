@@ -178,3 +178,26 @@ def test_bench_streaming_measures_each_export(streaming_exports, prepared):  # n
     assert res.exit_code == 0, res.output
     rows = [line for line in res.stdout.splitlines() if line.startswith("| ") and "ms |" in line]
     assert len(rows) == 2 and "jit_script_streaming.pt" in rows[0] and "onnx-streaming" in rows[1], res.stdout
+
+
+def test_bench_chunk_steps_include_the_partial_result(streaming_exports, prepared, monkeypatch):  # noqa: F811
+    """Every timed chunk step takes the partial result, as a live client does (not only until the first token)."""
+    import asrkit.decoding.streaming as streaming
+    from asrkit.bench.streaming import _load, _one_stream
+    from asrkit.streaming_model import load_streaming_model
+
+    model, tokenizer = load_streaming_model(streaming_exports["jit"])
+    utt_id, feats = max(_load(_wavs(prepared, 6))[0], key=lambda u: u[1].shape[0])
+    calls = []
+    real = streaming.stream_result
+
+    def counted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append(len(result.tokens))
+        return result
+
+    monkeypatch.setattr(streaming, "stream_result", counted)
+    times, first = _one_stream(model, utt_id, feats, "greedy_search", {"unk_id": tokenizer.unk_id,
+                                                                        "blank_penalty": 4.0})
+    assert first is not None and any(calls[:-1])  # tokens appear before the last chunk step...
+    assert len(calls) == len(times)  # ...and every later step still takes the partial result

@@ -4,8 +4,8 @@ Figures per export (its chunk size and left context are fixed in the export):
 
 - **RTF** of one stream: (feature extraction + chunk-wise decoding) wall time / audio duration, files fed as fast
   as possible, one after another.
-- **chunk compute**: wall time of one chunk step of one stream (encoder chunk + search), mean and 95th percentile:
-  what each partial result waits after its audio has arrived.
+- **chunk compute**: wall time of one chunk step of one stream (encoder chunk + search + the partial result), mean
+  and 95th percentile: what each partial result waits after its audio has arrived.
 - **first-partial latency**: for each file, the wall time from the onset of speech to the first non-empty partial
   result if the file were fed at real time: the audio time at which the chunk that first emits a token is
   complete (its input window, right context included) plus that chunk's compute time, minus the onset (the first
@@ -69,24 +69,24 @@ def speech_onset(samples: np.ndarray, sample_rate: int = 16000) -> float:
 
 def _load(wavs: Sequence[Path]) -> tuple[list[tuple[str, object]], list[float], list[float], float]:
     """(utt_id, features (T, F)) per file, the durations, the speech onsets and the feature extraction seconds."""
-    from asrkit.data.audio import read_audio, resample
-    from asrkit.data.features import compute_fbank
+    from asrkit.data.audio import read_audio_resampled
+    from asrkit.data.features import SAMPLE_RATE, compute_fbank
 
     utts, durations, onsets, seconds = [], [], [], 0.0
     for w in wavs:
-        samples, sr = read_audio(w)
-        samples = resample(samples, sr, 16000)
+        samples = read_audio_resampled(w, SAMPLE_RATE)
         started = time.perf_counter()
-        utts.append((str(w), compute_fbank(samples, 16000)))
+        utts.append((str(w), compute_fbank(samples, SAMPLE_RATE)))
         seconds += time.perf_counter() - started
-        durations.append(len(samples) / 16000)
+        durations.append(len(samples) / SAMPLE_RATE)
         onsets.append(speech_onset(samples))
     return utts, durations, onsets, seconds
 
 
 def _one_stream(model, utt_id: str, feats, method: str, opts: dict) -> tuple[list[float], float | None]:
-    """Decode one file alone, chunk by chunk: (compute seconds per chunk, audio time at which the first non-empty
-    partial is available when fed at real time, or None when nothing is emitted)."""
+    """Decode one file alone, chunk by chunk, taking the partial result after every chunk as a live client does:
+    (compute seconds per chunk step, audio time at which the first non-empty partial is available when fed at real
+    time, or None when nothing is emitted)."""
     from asrkit.decoding.streaming import STREAMING_SEARCHES, DecodeStream, decode_chunk, stream_result
 
     stream = DecodeStream(model, STREAMING_SEARCHES[method].start(model), utt_id)
@@ -98,9 +98,9 @@ def _one_stream(model, utt_id: str, feats, method: str, opts: dict) -> tuple[lis
         k = stream.num_chunks
         started = time.perf_counter()
         decode_chunk(model, [stream], method, **opts)
-        emitted = first is None and bool(stream_result(model, stream, method, **opts).tokens)
+        partial = stream_result(model, stream, method, **opts).tokens
         times.append(time.perf_counter() - started)
-        if emitted:  # the chunk's window ends k shifts + one window in (the file's end for its last chunk)
+        if first is None and partial:  # the chunk's window ends k shifts + one window in (the file's end for its last chunk)
             window_end = min(k * stream.shift + stream.window, feats.shape[0]) * FRAME_SECONDS
             first = window_end + times[-1]
     return times, first

@@ -18,7 +18,7 @@ import numpy as np
 
 from asrkit.errors import DataError
 
-__all__ = ["read_audio", "resample", "use_soundfile_backend"]
+__all__ = ["read_audio", "read_audio_resampled", "resample", "use_soundfile_backend"]
 
 
 def read_audio(path: str | Path | io.BytesIO, *, name: str | None = None) -> tuple[np.ndarray, int]:
@@ -67,6 +67,20 @@ def read_audio(path: str | Path | io.BytesIO, *, name: str | None = None) -> tup
         raise DataError(f"audio file has no samples (truncated or empty data chunk): {label}")
     samples = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return np.ascontiguousarray(samples, dtype=np.float32), int(sample_rate)
+
+
+def read_audio_resampled(path: str | Path | io.BytesIO, sample_rate: int = 16000, *,
+                         name: str | None = None) -> np.ndarray:
+    """:func:`read_audio`, then :func:`resample` to ``sample_rate`` where the file has another rate.
+
+    Returns:
+        ``(N,)`` float32 samples at ``sample_rate``.
+
+    Raises:
+        DataError: as :func:`read_audio`.
+    """
+    samples, sr = read_audio(path, name=name)
+    return samples if sr == sample_rate else resample(samples, sr, sample_rate)
 
 
 @lru_cache(maxsize=32)
