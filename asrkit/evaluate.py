@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,28 @@ def decode_test_sets(
             from asrkit.errors import DataError
 
             raise DataError(f"{path}: no utterance could be decoded ({len(dataset.skipped)} unreadable)")
-        wers[name] = save_results(out_dir, key, results, setting=f"{method}-{tag}")
+        speakers, voices = speakers_and_voices(cuts)
+        wers[name] = save_results(out_dir, key, results, setting=f"{method}-{tag}", speakers=speakers, voices=voices)
         if report is not None:
             report[name] = {"decoded": len(results), "skipped": len(dataset.skipped), "skipped_file": skipped_file}
         log.info("%s %s: WER %.2f%% (%d utterances), reports in %s", name, method, wers[name], len(results), out_dir)
     return wers
+
+
+def speakers_and_voices(cuts: Iterable) -> tuple[dict[str, str], dict[str, str]]:
+    """(cut id -> speaker, speaker -> voice) from the cuts' first supervisions; the voice is the TTS engine and voice
+    the synthetic corpus records in ``custom`` (``"espeak en+klatt"``), absent for recorded speech."""
+    speakers: dict[str, str] = {}
+    voices: dict[str, str] = {}
+    for cut in cuts:
+        sup = cut.supervisions[0] if cut.supervisions else None
+        if sup is None or sup.speaker is None:
+            continue
+        speakers[cut.id] = sup.speaker
+        custom = sup.custom or {}
+        if "engine" in custom or "voice" in custom:
+            voices[sup.speaker] = " ".join(str(custom[k]) for k in ("engine", "voice") if k in custom)
+    return speakers, voices
 
 
 def _stem(path: Path) -> str:

@@ -74,3 +74,37 @@ def test_consecutive_errors_are_grouped(tmp_path):
     save_results(tmp_path, "x", [("u", "a b c d".split(), "a y z d".split())])
     lines = (tmp_path / "errs-x.txt").read_text().splitlines()
     assert "u:\ta (b c->y z) d" in lines
+
+
+def test_per_speaker_report(tmp_path):
+    from asrkit.decoding.scoring import speaker_wers
+
+    results = [*RESULTS, ("u3", "h i".split(), "h i".split())]
+    speakers = {"u1": "spk-a", "u2": "spk-b", "u3": "spk-b"}
+    stats = speaker_wers(results, speakers)
+    assert stats["spk-a"].wer == pytest.approx(50.0) and stats["spk-b"].wer == pytest.approx(25.0)
+    assert speaker_wers(results, {"u1": "spk-a"})["?"].ref_words == 4  # unnamed utterances are grouped as "?"
+
+    save_results(tmp_path, "test-greedy_search", results, speakers=speakers, voices={"spk-a": "espeak en+klatt"})
+    lines = (tmp_path / "wer-by-speaker-test-greedy_search.txt").read_text().splitlines()
+    assert lines == ["speaker\tvoice\tutterances\twords\terrors\tWER",
+                     "spk-a\tespeak en+klatt\t1\t4\t2\t50.00",  # worst first
+                     "spk-b\t-\t2\t4\t1\t25.00"]
+    save_results(tmp_path, "no-speakers", results)
+    assert not (tmp_path / "wer-by-speaker-no-speakers.txt").exists()
+
+
+def test_speakers_and_voices_come_from_the_supervisions():
+    from lhotse import MonoCut, SupervisionSegment
+
+    from asrkit.evaluate import speakers_and_voices
+
+    def cut(cut_id, speaker, custom=None):
+        sup = SupervisionSegment(id=cut_id, recording_id=cut_id, start=0, duration=1, speaker=speaker, custom=custom)
+        return MonoCut(id=cut_id, start=0, duration=1, channel=0, supervisions=[sup])
+
+    cuts = [cut("a1", "ts01", {"engine": "flite", "voice": "kal16"}), cut("a2", "ts01", {"engine": "flite",
+            "voice": "kal16"}), cut("b1", "1089"), cut("c1", None)]
+    speakers, voices = speakers_and_voices(cuts)
+    assert speakers == {"a1": "ts01", "a2": "ts01", "b1": "1089"}
+    assert voices == {"ts01": "flite kal16"}

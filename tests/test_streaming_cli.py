@@ -93,3 +93,20 @@ def test_streaming_preset_builds_and_streams():
     assert [s.shape for s in new] == [s.shape for s in states] and new[-1].tolist() == [chunk, chunk]
     with pytest.raises(ConfigError):
         model.encoder.set_decoding_chunk(chunk_size=12)
+
+
+def test_decode_writes_the_per_speaker_report(causal_exp, prepared):  # noqa: F811
+    """The per-speaker WERs of `asrkit decode` add up to the test set's WER (the tone corpus has two speakers)."""
+    from lhotse import CutSet
+
+    _decode(causal_exp, prepared, "greedy_search")
+    out = causal_exp / "greedy_search"
+    (report,) = out.glob(f"wer-by-speaker-test-epoch-{EPOCHS}-avg-1-blank-penalty-4.txt")
+    header, *rows = [line.split("\t") for line in report.read_text().splitlines()]
+    assert header == ["speaker", "voice", "utterances", "words", "errors", "WER"]
+    cuts = CutSet.from_file(prepared["test"])
+    assert sorted(r[0] for r in rows) == sorted({c.supervisions[0].speaker for c in cuts})
+    assert sum(int(r[2]) for r in rows) == len(cuts)
+    words, errors = sum(int(r[3]) for r in rows), sum(int(r[4]) for r in rows)
+    (summary,) = out.glob(f"wer-summary-test-epoch-{EPOCHS}-avg-1-blank-penalty-4.txt")
+    assert float(summary.read_text().splitlines()[1].split("\t")[1]) == pytest.approx(100 * errors / words, abs=0.006)

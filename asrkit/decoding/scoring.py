@@ -7,7 +7,9 @@ For a test set ``<name>`` (e.g. ``test-clean-greedy_search``) :func:`save_result
 * ``errs-<name>.txt``: ``%WER = 12.34``, a line with the insertion/deletion/substitution
   counts, then sections ``PER-UTT DETAILS``,
   ``SUBSTITUTIONS``, ``DELETIONS``, ``INSERTIONS`` and ``PER-WORD STATS``;
-* ``wer-summary-<name>.txt``: ``settings<TAB>WER`` header and one line per setting.
+* ``wer-summary-<name>.txt``: ``settings<TAB>WER`` header and one line per setting;
+* ``wer-by-speaker-<name>.txt`` (when the speakers are known): one line per speaker with its voice (for synthetic
+  corpora: the TTS engine and voice that spoke it), utterances, reference words, errors and WER, worst first.
 
 The layout follows icefall's so existing tooling (grep for ``%WER``) keeps working.
 """
@@ -171,16 +173,46 @@ def write_wer_summary(path: str | Path, wers: Mapping[str, float]) -> None:
             print(f"{key}\t{wer:.2f}", file=f)
 
 
-def save_results(
-    out_dir: str | Path, name: str, results: Sequence[Result], setting: str | None = None
-) -> float:
-    """Write ``recogs-<name>.txt``, ``errs-<name>.txt`` and ``wer-summary-<name>.txt``.
+def speaker_wers(results: Sequence[Result], speakers: Mapping[str, str]) -> dict[str, ErrorStats]:
+    """Error statistics per speaker: ``speakers`` maps an utterance id to its speaker label (utterances it does not
+    name are grouped under ``"?"``)."""
+    groups: defaultdict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        groups[speakers.get(result[0], "?")].append(result)
+    return {speaker: compute_error_stats(group) for speaker, group in groups.items()}
+
+
+def write_speaker_wers(path: str | Path, results: Sequence[Result], speakers: Mapping[str, str],
+                       voices: Mapping[str, str] | None = None) -> None:
+    """Write ``wer-by-speaker-<name>.txt``: a header, then ``speaker, voice, utterances, words, errors, WER`` per
+    speaker (tab-separated), highest WER first.
 
     Args:
-        out_dir: directory for the three files (created if missing).
+        speakers: utterance id -> speaker label. voices: speaker label -> what spoke it (e.g. ``"espeak
+            en+klatt"``; ``-`` where unknown).
+    """
+    counts = Counter(speakers.get(r[0], "?") for r in results)
+    rows = sorted(speaker_wers(results, speakers).items(), key=lambda kv: (-kv[1].wer, kv[0]))
+    with open(path, "w", encoding="utf-8") as f:
+        print("speaker\tvoice\tutterances\twords\terrors\tWER", file=f)
+        for speaker, stats in rows:
+            voice = (voices or {}).get(speaker, "-")
+            print(f"{speaker}\t{voice}\t{counts[speaker]}\t{stats.ref_words}\t{stats.errors}\t{stats.wer:.2f}", file=f)
+
+
+def save_results(
+    out_dir: str | Path, name: str, results: Sequence[Result], setting: str | None = None,
+    speakers: Mapping[str, str] | None = None, voices: Mapping[str, str] | None = None,
+) -> float:
+    """Write ``recogs-<name>.txt``, ``errs-<name>.txt``, ``wer-summary-<name>.txt`` and, given ``speakers``,
+    ``wer-by-speaker-<name>.txt``.
+
+    Args:
+        out_dir: directory for the files (created if missing).
         name: test-set/method name used in the file names, e.g. ``"test-greedy_search"``.
         results: (utterance id, reference words, hypothesis words) triples.
         setting: label of this decoding setting in the summary (defaults to ``name``).
+        speakers: utterance id -> speaker label. voices: speaker label -> the voice that spoke it.
 
     Returns:
         The WER in percent.
@@ -191,4 +223,6 @@ def save_results(
     with open(out / f"errs-{name}.txt", "w", encoding="utf-8") as f:
         wer = write_error_stats(f, results)
     write_wer_summary(out / f"wer-summary-{name}.txt", {setting or name: wer})
+    if speakers:
+        write_speaker_wers(out / f"wer-by-speaker-{name}.txt", results, speakers, voices)
     return wer

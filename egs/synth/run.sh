@@ -159,7 +159,8 @@ print_wers() {
     greedy="$exp_dir/greedy_search/wer-summary-$set-$name.txt"
     [ "$method" = greedy_search ] || [ ! -f "$greedy" ] || log "greedy_search: %WER $(awk 'NR==2 {print $2}' "$greedy")"
     if [ "$set" = test ]; then
-      log "test set (unseen voices of the training engines), $method, $(basename "$summary")"
+      log "test set (unseen voices of the training engines), $method, $(basename "$summary")," \
+        "per voice: $(basename "${summary/wer-summary-/wer-by-speaker-}")"
       echo "%WER${label:+[$label]} = $wer"
     else
       log "test set of the engine left out of training ($eval_engine), $method, $(basename "$summary")"
