@@ -100,7 +100,8 @@ def _one_stream(model, utt_id: str, feats, method: str, opts: dict) -> tuple[lis
         decode_chunk(model, [stream], method, **opts)
         partial = stream_result(model, stream, method, **opts).tokens
         times.append(time.perf_counter() - started)
-        if first is None and partial:  # the chunk's window ends k shifts + one window in (the file's end for its last chunk)
+        if first is None and partial:
+            # the chunk's window ends k shifts + one window in (the file's end for its last chunk)
             window_end = min(k * stream.shift + stream.window, feats.shape[0]) * FRAME_SECONDS
             first = window_end + times[-1]
     return times, first

@@ -173,13 +173,17 @@ def write_wer_summary(path: str | Path, wers: Mapping[str, float]) -> None:
             print(f"{key}\t{wer:.2f}", file=f)
 
 
-def speaker_wers(results: Sequence[Result], speakers: Mapping[str, str]) -> dict[str, ErrorStats]:
-    """Error statistics per speaker: ``speakers`` maps an utterance id to its speaker label (utterances it does not
-    name are grouped under ``"?"``)."""
+def _by_speaker(results: Sequence[Result], speakers: Mapping[str, str]) -> dict[str, list[Result]]:
     groups: defaultdict[str, list[Result]] = defaultdict(list)
     for result in results:
         groups[speakers.get(result[0], "?")].append(result)
-    return {speaker: compute_error_stats(group) for speaker, group in groups.items()}
+    return groups
+
+
+def speaker_wers(results: Sequence[Result], speakers: Mapping[str, str]) -> dict[str, ErrorStats]:
+    """Error statistics per speaker: ``speakers`` maps an utterance id to its speaker label (utterances it does not
+    name are grouped under ``"?"``)."""
+    return {speaker: compute_error_stats(group) for speaker, group in _by_speaker(results, speakers).items()}
 
 
 def write_speaker_wers(path: str | Path, results: Sequence[Result], speakers: Mapping[str, str],
@@ -191,13 +195,13 @@ def write_speaker_wers(path: str | Path, results: Sequence[Result], speakers: Ma
         speakers: utterance id -> speaker label. voices: speaker label -> what spoke it (e.g. ``"espeak
             en+klatt"``; ``-`` where unknown).
     """
-    counts = Counter(speakers.get(r[0], "?") for r in results)
-    rows = sorted(speaker_wers(results, speakers).items(), key=lambda kv: (-kv[1].wer, kv[0]))
+    groups = _by_speaker(results, speakers)
+    rows = [(speaker, len(group), compute_error_stats(group)) for speaker, group in groups.items()]
     with open(path, "w", encoding="utf-8") as f:
         print("speaker\tvoice\tutterances\twords\terrors\tWER", file=f)
-        for speaker, stats in rows:
+        for speaker, n, stats in sorted(rows, key=lambda row: (-row[2].wer, row[0])):
             voice = (voices or {}).get(speaker, "-")
-            print(f"{speaker}\t{voice}\t{counts[speaker]}\t{stats.ref_words}\t{stats.errors}\t{stats.wer:.2f}", file=f)
+            print(f"{speaker}\t{voice}\t{n}\t{stats.ref_words}\t{stats.errors}\t{stats.wer:.2f}", file=f)
 
 
 def save_results(
