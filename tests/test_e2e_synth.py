@@ -94,6 +94,10 @@ def test_synth_recipe_end_to_end(tmp_path):
                 f"wer-summary-test_flite-epoch-{EPOCHS}-avg-2-use-averaged-model-blank-penalty-{PENALTY}.txt")
     left_out_wer = float(left_out.read_text().splitlines()[1].split()[1])
     assert f"%WER[test_flite] = {left_out_wer:.2f}" in proc.stdout
+    # per voice: every speaker of the left-out set was spoken by flite
+    per_voice = left_out.with_name(left_out.name.replace("wer-summary-", "wer-by-speaker-"))
+    rows = [line.split("\t") for line in per_voice.read_text().splitlines()[1:]]
+    assert rows and all(row[1].startswith("flite ") for row in rows), rows
     # stage 7 printed "<path>\t<transcript>" lines
     assert re.search(r"\.wav\t", proc.stdout)
 
