@@ -187,6 +187,32 @@ def test_espeak_speakers_do_not_depend_on_the_mix(corpus: Path, tmp_path: Path) 
         assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
 
 
+def test_train_hours_put_other_engines_on_top_of_the_espeak_speakers(corpus: Path, tmp_path: Path) -> None:
+    """4 espeak-ng speakers + 2 of another engine with 1.5x the training hours: the espeak-ng speakers keep the
+    speakers *and* about the audio of the 4-speaker espeak-ng-only corpus; dev and test do not change."""
+    from asrkit.data.corpora.synth import EVAL_SHARE
+
+    train_engine, _ = _mixed_engines()
+    base_train_hours = TINY["hours"] * (1 - 2 * EVAL_SHARE)
+    d = generate_synth(tmp_path / "top", **{**TINY, "train_speakers": 6, "num_jobs": 2},
+                       engine_mix=(("espeak", 4.0), (train_engine, 2.0)), train_hours=1.5 * base_train_hours)
+    info = json.loads((d / "speakers.json").read_text())
+    assert [s for s in info if s["engine"] == "espeak"] == json.loads((corpus / "speakers.json").read_text())
+    for split in ("dev", "test"):
+        assert _files(d / "wav" / split) == _files(corpus / "wav" / split)
+
+    def espeak_train_seconds(root: Path) -> float:
+        stats = json.loads((root / ".completed").read_text())["stats"]
+        rows = [json.loads(line) for line in (root / "metadata" / "train.jsonl").read_text().splitlines()]
+        return stats["seconds"]["train"] * sum(r["speaker"] in espeak_ids for r in rows) / len(rows)
+
+    espeak_ids = {s["speaker_id"] for s in info if s["engine"] == "espeak" and s["split"] == "train"}
+    assert espeak_train_seconds(d) == pytest.approx(espeak_train_seconds(corpus), rel=0.3)
+    assert json.loads((d / ".completed").read_text())["params"]["train_hours"] == 1.5 * base_train_hours
+    with pytest.raises(DataError, match="train_hours"):
+        generate_synth(tmp_path / "bad", **TINY, train_hours=0.0)
+
+
 def test_engine_mix_validation(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="eval_engine"):
         generate_synth(tmp_path, hours=0.01, eval_engine="espeak")
@@ -296,11 +322,12 @@ def test_prepare_synth_cli_passes_the_engine_mix_and_the_left_out_engine(tmp_pat
     train_engine, left_out = _mixed_engines()
     args = ["prepare", "synth", "--corpus-dir", str(tmp_path / "c"), "--manifest-dir", str(tmp_path / "m"),
             "--hours", "0.004", "--train-speakers", "3", "--engine-mix", "espeak=2", "--engine-mix",
-            f"{train_engine}=1", "--eval-engine", left_out]
+            f"{train_engine}=1", "--train-hours", "0.005", "--eval-engine", left_out]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "c" / ".completed").read_text())["params"]
     assert params["engine_mix"] == [["espeak", 2.0], [train_engine, 1.0]] and params["eval_engine"] == left_out
+    assert params["train_hours"] == 0.005
     assert (tmp_path / "m" / f"synth_supervisions_test_{left_out}.jsonl.gz").is_file()
     bad = CliRunner().invoke(app, args[:-2] + ["--engine-mix", "espeak"])
     assert isinstance(bad.exception, ConfigError) and "engine mix" in str(bad.exception)

@@ -42,6 +42,9 @@ def synth(
     engine_mix: Annotated[list[str], typer.Option(
         "--engine-mix", help="engine=share (repeatable): the share of the training speakers each TTS engine speaks "
                              "(espeak, flite, festival, pico; espeak required).")] = ["espeak=1"],
+    train_hours: Annotated[Optional[float], typer.Option(
+        help="Hours of the training split (default: what --hours leaves after dev and test, 7 % each); dev and "
+             "test do not change with it.")] = None,
     eval_engine: Annotated[str, typer.Option(
         help="An engine left out of training whose speakers make dev_<engine> and test_<engine>; 'none' for "
              "none.")] = "none",
@@ -58,7 +61,8 @@ def synth(
     setup_logging(manifest_dir / "log" / "prepare-synth.log", verbose=verbose)
     generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences,
                    train_speakers=train_speakers, generated_voice_speakers=generated_voices,
-                   engine_mix=parse_engine_mix(engine_mix), eval_engine=None if eval_engine == "none" else eval_engine)
+                   engine_mix=parse_engine_mix(engine_mix), eval_engine=None if eval_engine == "none" else eval_engine,
+                   train_hours=train_hours)
     prepare_synth(corpus_dir, manifest_dir)
 
 

@@ -9,6 +9,7 @@ stop_stage=8
 hours=2.0                       # hours of synthetic audio (train+dev+test)
 seed=0
 train_speakers=100
+train_hours=""                  # hours of the training split ("" = what --hours leaves after dev and test)
 generated_voices=0              # training speakers with randomly generated voice variants
 engine_mix="espeak=1"           # engine=share ... (space-separated): the TTS engines of the training speakers
 eval_engine=flite               # the engine left out of training (dev_<engine>, test_<engine>); none = no such set
@@ -58,6 +59,8 @@ Options:
   --hours H           corpus size in hours (default $hours)
   --seed S            corpus seed (default $seed)
   --train-speakers N  training speakers (default $train_speakers)
+  --train-hours H     hours of the training split (default: what --hours leaves after dev and test, which do not
+                      change with it): with more --train-speakers, other engines come on top of the espeak-ng ones
   --generated-voices N  how many of them speak with a randomly generated espeak-ng voice variant (default
                       $generated_voices; dev/test speakers and all texts stay the same)
   --engine-mix "E=S ..."  TTS engines of the training speakers and their shares (default "$engine_mix"; engines:
@@ -173,7 +176,8 @@ if run_stage 0; then
   log "stage 0: synthetic corpus ($hours h, seed $seed, $train_speakers training speakers ($engine_mix)," \
     "$generated_voices generated, left-out engine $eval_engine)"
   timed asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours "$hours" --seed "$seed" \
-    --train-speakers "$train_speakers" --generated-voices "$generated_voices" "${mix_args[@]}" \
+    --train-speakers "$train_speakers" ${train_hours:+--train-hours "$train_hours"} \
+    --generated-voices "$generated_voices" "${mix_args[@]}" \
     --eval-engine "$eval_engine" --num-jobs "$num_jobs"
 fi
 if run_stage 1; then

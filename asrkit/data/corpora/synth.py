@@ -511,11 +511,11 @@ def _generated_variants(params: dict) -> dict[str, str]:
 
 def _split_hours(params: dict) -> dict[str, float]:
     """Target hours per split: dev and test hold ``EVAL_SHARE`` of ``hours`` each (when they have speakers);
-    train gets the rest."""
+    train gets ``train_hours`` when the parameters set it, else the rest."""
     eval_hours = params["hours"] * EVAL_SHARE
     hours = {"dev": eval_hours if params["dev_speakers"] else 0.0,
              "test": eval_hours if params["test_speakers"] else 0.0}
-    hours["train"] = params["hours"] - hours["dev"] - hours["test"]
+    hours["train"] = params.get("train_hours") or params["hours"] - hours["dev"] - hours["test"]
     return hours
 
 
@@ -620,6 +620,7 @@ def generate_synth(
     engine_mix: Sequence[tuple[str, float]] = DEFAULT_ENGINE_MIX,
     eval_engine: str | None = None,
     generated_voice_speakers: int = 0,
+    train_hours: float | None = None,
     force: bool = False,
 ) -> Path:
     """Synthesize the corpus into ``corpus_dir`` (see the module docstring for the layout).
@@ -652,6 +653,11 @@ def generate_synth(
         generated_voice_speakers: how many of the ``train_speakers`` use a randomly generated voice variant
             (written to ``voices/``) instead of one of espeak-ng's. Dev and test speakers, and every text, are the
             same whatever this number.
+        train_hours: hours of the training split instead of what ``hours`` leaves after dev and test (which
+            stay as ``hours`` makes them). With more ``train_speakers`` in proportion, engines can be added on top
+            of the espeak-ng speakers without taking hours from them (e.g. ``hours=2``, ``train_hours=2.58``,
+            150 speakers, mix espeak=4 festival=1 pico=1: the 100 espeak-ng speakers of the default corpus, each
+            with as much audio as there).
         force: regenerate when ``.completed`` holds different parameters.
 
     Returns:
@@ -678,6 +684,8 @@ def generate_synth(
         raise DataError(f"generate_synth: hours must be > 0, got {hours}")
     if train_speakers < 1:
         raise DataError(f"generate_synth: train_speakers must be >= 1, got {train_speakers}")
+    if train_hours is not None and not train_hours > 0:
+        raise DataError(f"generate_synth: train_hours must be > 0 (or None), got {train_hours}")
     if not 0 <= generated_voice_speakers <= train_speakers:
         raise DataError(f"generate_synth: generated_voice_speakers must be in 0..train_speakers ({train_speakers}), "
                         f"got {generated_voice_speakers}")
@@ -702,6 +710,8 @@ def generate_synth(
     }
     if generated_voice_speakers:  # absent when 0, so corpora made before the option still match their marker
         params["generated_voice_speakers"] = int(generated_voice_speakers)
+    if train_hours is not None:  # absent by default, for the same reason
+        params["train_hours"] = float(train_hours)
     marker = corpus_dir / ".completed"
     if marker.is_file():
         try:
