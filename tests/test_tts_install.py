@@ -1,5 +1,5 @@
-"""tools/install_system_deps.sh: SVOX Pico from a private non-free sources list, skipped with a warning where it
-cannot be installed. Run against stub commands (nothing is installed)."""
+"""tools/install_system_deps.sh: SVOX Pico and RHVoice from a private non-free sources list, each skipped with a
+warning where it cannot be installed. Run against stub commands (nothing is installed)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ def _stubs(root: Path, apt_fails_for: str = "") -> Path:
 
 
 def _run(tmp_path: Path, os_release: str, apt_fails_for: str = "") -> subprocess.CompletedProcess:
+    tmp_path.mkdir(exist_ok=True)
     bin_dir = _stubs(tmp_path, apt_fails_for)
     (tmp_path / "os-release").write_text(os_release)
-    # pico2wave must look missing, installed here or not: the PATH holds only the stubs and a few system tools
+    # pico2wave and RHVoice-test must look missing, installed here or not: the PATH holds only the stubs and a few system tools
     env = {"PATH": f"{bin_dir}:{_system_tools(tmp_path)}", "ASRKIT_OS_RELEASE": str(tmp_path / "os-release"),
            "ASRKIT_NONFREE_LIST": str(tmp_path / "asrkit-nonfree.list"), "HOME": str(tmp_path)}
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
@@ -60,17 +61,24 @@ def test_pico_comes_from_a_private_nonfree_list_for_the_debian_suite(tmp_path: P
     log = (tmp_path / "apt.log").read_text().splitlines()
     assert any(f"-o Dir::Etc::sourcelist={tmp_path}/asrkit-nonfree.list" in line and "update" in line for line in log)
     assert any("install" in line and "libttspico-utils" in line and "--no-install-recommends" in line for line in log)
-    assert "installed SVOX Pico" in proc.stdout
+    assert any("install" in line and "rhvoice rhvoice-english" in line and "--no-install-recommends" in line
+               for line in log)
+    assert "installed SVOX Pico" in proc.stdout and "installed RHVoice" in proc.stdout
 
 
 def test_pico_is_skipped_with_a_warning_when_it_cannot_be_installed(tmp_path: Path) -> None:
     proc = _run(tmp_path, DEBIAN, apt_fails_for="libttspico-utils")
     assert proc.returncode == 0, proc.stderr
     assert "WARNING: could not install SVOX Pico" in proc.stderr
+    assert "installed RHVoice" in proc.stdout and "RHVoice" not in proc.stderr  # the other engine still comes
+    proc = _run(tmp_path / "no-update", DEBIAN, apt_fails_for="update")
+    assert proc.returncode == 0, proc.stderr
+    assert "could not install SVOX Pico" in proc.stderr and "could not install RHVoice" in proc.stderr
 
 
 def test_pico_is_skipped_off_debian(tmp_path: Path) -> None:
     proc = _run(tmp_path, 'ID=ubuntu\nVERSION_CODENAME=noble\n')
     assert proc.returncode == 0, proc.stderr
     assert "WARNING" in proc.stderr and "SVOX Pico (pico2wave) skipped" in proc.stderr
+    assert "RHVoice (RHVoice-test) skipped" in proc.stderr
     assert not (tmp_path / "asrkit-nonfree.list").exists()

@@ -16,9 +16,11 @@ RESERVED = [
     ("festival", "ked_diphone"), ("festival", "rab_diphone"), ("festival", "cmu_us_slt_arctic_hts"),
     ("festival", "us1_mbrola"), ("festival", "en1_mbrola"), ("espeak", "mb-en1"), ("espeak", "en-us+mb-us1"),
     ("espeak", "mb/mb-us2"), ("espeak", "en+mb-de1-en"), ("pico", "slt"),
+    ("rhvoice", "slt"),
 ]
 ALLOWED = [("flite", "kal"), ("flite", "kal16"), ("festival", "kal_diphone"), ("espeak", "en-us+m3"),
-           ("espeak", "en+robert"), ("pico", "en-US"), ("pico", "en-GB")]
+           ("espeak", "en+robert"), ("pico", "en-US"), ("pico", "en-GB"),
+           ("rhvoice", "bdl"), ("rhvoice", "evgeniy-eng")]
 
 
 @pytest.mark.parametrize("engine,voice", RESERVED)

@@ -41,7 +41,7 @@ def synth(
              "length, formants, pitch, voice quality) instead of one of espeak-ng's; dev/test are unchanged.")] = 0,
     engine_mix: Annotated[list[str], typer.Option(
         "--engine-mix", help="engine=share (repeatable): the share of the training speakers each TTS engine speaks "
-                             "(espeak, flite, festival, pico; espeak required).")] = ["espeak=1"],
+                             "(espeak, flite, festival, pico, rhvoice; espeak required).")] = ["espeak=1"],
     train_hours: Annotated[Optional[float], typer.Option(
         help="Hours of the training split (default: what --hours leaves after dev and test, 7 % each); dev and "
              "test do not change with it.")] = None,

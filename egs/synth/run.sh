@@ -64,7 +64,7 @@ Options:
   --generated-voices N  how many of them speak with a randomly generated espeak-ng voice variant (default
                       $generated_voices; dev/test speakers and all texts stay the same)
   --engine-mix "E=S ..."  TTS engines of the training speakers and their shares (default "$engine_mix"; engines:
-                      espeak, flite, festival, pico; espeak is required)
+                      espeak, flite, festival, pico, rhvoice; espeak is required)
   --eval-engine E     engine left out of training, for the second test set (default $eval_engine; none = off; it must
                       not be in --engine-mix)
   --recipe FILE       training preset, relative to the repository root (default $recipe)

@@ -5,7 +5,7 @@ The corpus is asrkit's embedded default and its test bed: spelled letters ("R U 
 ``sentences=True``, short English sentences from built-in templates.
 
 A *speaker* is one fixed combination of engine (:mod:`asrkit.data.corpora.tts`: espeak-ng, flite, festival,
-SVOX Pico), voice (for espeak-ng an accent + voice variant such as ``en-us+m3``), speaking rate, pitch, word gap,
+SVOX Pico, RHVoice), voice (for espeak-ng an accent + voice variant such as ``en-us+m3``), speaking rate, pitch, word gap,
 gain and noise floor. The training speakers are shared among the engines of an *engine mix* (espeak-ng only by
 default). Splits are disjoint **by speaker and by voice variant**: ``dev`` and ``test`` are espeak-ng speakers on
 variants that never occur in ``train``. With ``eval_engine``, two more splits, ``dev_<engine>`` and
@@ -236,7 +236,7 @@ def _split_rng(seed: int, split: str, purpose: str) -> random.Random:
 
 # Training speaker ids per engine ("tr007" for espeak-ng, "trfl01" for flite ...); dev_/test_<engine> speakers of
 # the left-out engine are "dv<xx>01" / "ts<xx>01".
-ENGINE_ID_PREFIX = {"espeak": "", "flite": "fl", "festival": "fe", "pico": "pi"}
+ENGINE_ID_PREFIX = {"espeak": "", "flite": "fl", "festival": "fe", "pico": "pi", "rhvoice": "rh"}
 DEFAULT_ENGINE_MIX: tuple[tuple[str, float], ...] = (("espeak", 1.0),)
 
 
@@ -248,7 +248,8 @@ class SynthSpeaker:
         speaker_id: e.g. ``tr007`` (train, espeak-ng), ``trfl01`` (train, flite), ``dv01``, ``ts01``, ``tsfl01``
             (``test_flite``).
         split: the split all its utterances belong to.
-        engine: a :data:`asrkit.data.corpora.tts.ENGINES` name (``espeak``, ``flite``, ``festival``, ``pico``).
+        engine: a :data:`asrkit.data.corpora.tts.ENGINES` name (``espeak``, ``flite``, ``festival``, ``pico``,
+            ``rhvoice``).
         voice: the engine's voice (espeak ``accent+variant`` such as ``en-us+m3``, ``kal16``, ``kal_diphone``).
         rate, pitch, word_gap: as in :class:`asrkit.data.corpora.tts.VoiceSettings` (engine units).
         gain: linear gain applied to the synthesized signal.

@@ -16,6 +16,7 @@ from asrkit.data.corpora.tts.festival import FestivalEngine
 from asrkit.data.corpora.tts.flite import FliteEngine
 from asrkit.data.corpora.tts.pico import PicoEngine
 from asrkit.data.corpora.tts.reserved import RESERVED_VOICES, check_voice_allowed, is_reserved
+from asrkit.data.corpora.tts.rhvoice import RHVoiceEngine
 from asrkit.errors import ConfigError
 
 __all__ = ["ENGINES", "get_engine", "TTSEngine", "VoiceSettings", "SAMPLE_RATE", "RESERVED_VOICES",
@@ -23,6 +24,7 @@ __all__ = ["ENGINES", "get_engine", "TTSEngine", "VoiceSettings", "SAMPLE_RATE",
 
 ENGINES: dict[str, type[TTSEngine]] = {
     "espeak": EspeakEngine, "flite": FliteEngine, "festival": FestivalEngine, "pico": PicoEngine,
+    "rhvoice": RHVoiceEngine,
 }
 
 

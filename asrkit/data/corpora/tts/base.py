@@ -30,13 +30,14 @@ class VoiceSettings:
     """How one speaker is synthesized.
 
     Attributes:
-        engine: registry name of the backend (``espeak``, ``flite``, ``festival``, ``pico``).
+        engine: registry name of the backend (``espeak``, ``flite``, ``festival``, ``pico``, ``rhvoice``).
         voice: the engine's voice name (espeak ``accent+variant`` such as ``en-us+m3``; ``kal16``; ``kal_diphone``;
-            ``en-US``).
+            ``en-US``; ``bdl``).
         rate: speaking rate in the engine's unit: espeak words per minute; flite/festival duration stretch in
-            percent (100 = default, larger = slower); pico speed in percent (100 = default, larger = faster).
-        pitch: espeak pitch 0..99; flite/festival target F0 mean in Hz (0 = the voice's default); pico pitch in
-            percent (100 = default).
+            percent (100 = default, larger = slower); pico and rhvoice speed in percent (100 = default, larger =
+            faster).
+        pitch: espeak pitch 0..99; flite/festival target F0 mean in Hz (0 = the voice's default); pico and rhvoice
+            pitch in percent (100 = default).
         word_gap: espeak extra pause between words in units of 10 ms (0 elsewhere).
     """
 

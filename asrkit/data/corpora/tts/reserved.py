@@ -5,8 +5,8 @@ voices must not leak into a corpus, a test or a default, so every engine backend
 (:func:`check_voice_allowed`) before it runs its synthesizer, whatever asked for them.
 
 Reserved: flite ``slt``, ``rms``, ``awb`` (and ``awb_time``); festival ``ked``, ``rab`` and
-``cmu_us_slt_arctic_hts``; every MBROLA voice, through any engine (espeak-ng's ``mb-*``/``mb/...`` voices,
-festival's ``*_mbrola``).
+``cmu_us_slt_arctic_hts``; RHVoice's ``slt`` (the same CMU ARCTIC speaker); every MBROLA voice, through any
+engine (espeak-ng's ``mb-*``/``mb/...`` voices, festival's ``*_mbrola``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ __all__ = ["RESERVED_VOICES", "RESERVED_VOICE_TOKENS", "is_reserved", "check_voi
 RESERVED_VOICES: frozenset[tuple[str, str]] = frozenset({
     ("flite", "slt"), ("flite", "rms"), ("flite", "awb"), ("flite", "awb_time"),
     ("festival", "ked_diphone"), ("festival", "rab_diphone"), ("festival", "cmu_us_slt_arctic_hts"),
+    ("rhvoice", "slt"),
 })
 # Name parts that mark a reserved voice under any engine and any spelling (``voice_ked_diphone``, ``cmu_us_awb``,
 # ``en+mb-en1``, ``us1_mbrola``): a voice whose name contains one of them as a separate part is refused.
