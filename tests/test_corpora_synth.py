@@ -16,6 +16,7 @@ from asrkit.data.corpora.synth import (
     generate_synth,
     make_an4_text,
     make_sentence,
+    on_top_sizes,
     parse_engine_mix,
     prepare_synth,
 )
@@ -212,6 +213,16 @@ def test_train_hours_put_other_engines_on_top_of_the_espeak_speakers(corpus: Pat
     with pytest.raises(DataError, match="train_hours"):
         generate_synth(tmp_path / "bad", **TINY, train_hours=0.0)
 
+    # engines_on_top computes those sizes from the espeak-ng-only corpus's: the same corpus, file for file.
+    mix = (("espeak", 4.0), (train_engine, 2.0))
+    speakers, hours = on_top_sizes(TINY["hours"], 4, mix, TINY["dev_speakers"], TINY["test_speakers"])
+    assert speakers == 6 and hours == pytest.approx(1.5 * base_train_hours)
+    on_top = generate_synth(tmp_path / "on-top", **{**TINY, "num_jobs": 2}, engine_mix=mix, engines_on_top=True)
+    assert _files(on_top) == _files(d)
+    assert json.loads((on_top / ".completed").read_text())["params"]["train_speakers"] == 6
+    with pytest.raises(DataError, match="not both"):
+        generate_synth(tmp_path / "bad", **TINY, engine_mix=mix, engines_on_top=True, train_hours=1.0)
+
 
 def test_engine_mix_validation(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="eval_engine"):
@@ -322,12 +333,12 @@ def test_prepare_synth_cli_passes_the_engine_mix_and_the_left_out_engine(tmp_pat
     train_engine, left_out = _mixed_engines()
     args = ["prepare", "synth", "--corpus-dir", str(tmp_path / "c"), "--manifest-dir", str(tmp_path / "m"),
             "--hours", "0.004", "--train-speakers", "3", "--engine-mix", "espeak=2", "--engine-mix",
-            f"{train_engine}=1", "--train-hours", "0.005", "--eval-engine", left_out]
+            f"{train_engine}=1", "--engines-on-top", "--eval-engine", left_out]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     params = json.loads((tmp_path / "c" / ".completed").read_text())["params"]
     assert params["engine_mix"] == [["espeak", 2.0], [train_engine, 1.0]] and params["eval_engine"] == left_out
-    assert params["train_hours"] == 0.005
+    assert params["train_speakers"] == 5 and params["train_hours"] == pytest.approx(0.004 * 0.86 * 5 / 3)
     assert (tmp_path / "m" / f"synth_supervisions_test_{left_out}.jsonl.gz").is_file()
     bad = CliRunner().invoke(app, args[:-2] + ["--engine-mix", "espeak"])
     assert isinstance(bad.exception, ConfigError) and "engine mix" in str(bad.exception)

@@ -6,6 +6,7 @@ below the ~100% of an untrained transducer (which emits nothing or garbage).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,6 +77,10 @@ def test_synth_recipe_end_to_end(tmp_path):
                  "--recipe", str(recipe), "--exp-dir", "exp/tiny", "--vocab-size", "60", "--avg", "2"], cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     processes = resolve_world_size("auto")  # run.sh's default; the rule itself is tested in test_training.py
+    # run.sh's default corpus: festival and Pico speakers on top of the 100 espeak-ng ones
+    params = json.loads((work / "data/synth/.completed").read_text())["params"]
+    assert params["engine_mix"] == [["espeak", 4.0], ["festival", 1.0], ["pico", 1.0]]
+    assert params["train_speakers"] == 150 and params["eval_engine"] == "flite"
     assert f"world size: {processes}" in (work / "exp/tiny/log/train.log").read_text()
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"%WER = \d+\.\d\d", last), last

@@ -45,6 +45,11 @@ def synth(
     train_hours: Annotated[Optional[float], typer.Option(
         help="Hours of the training split (default: what --hours leaves after dev and test, 7 % each); dev and "
              "test do not change with it.")] = None,
+    engines_on_top: Annotated[bool, typer.Option(
+        "--engines-on-top/--engines-shared",
+        help="On top: the other engines of --engine-mix add speakers and hours to the espeak-ng corpus that --hours "
+             "and --train-speakers make (100 espeak-ng speakers + 25 festival with espeak=4 festival=1); shared: "
+             "they take a share of those speakers and hours.")] = False,
     eval_engine: Annotated[str, typer.Option(
         help="An engine left out of training whose speakers make dev_<engine> and test_<engine>; 'none' for "
              "none.")] = "none",
@@ -62,7 +67,7 @@ def synth(
     generate_synth(corpus_dir, hours=hours, seed=seed, num_jobs=num_jobs, sentences=sentences,
                    train_speakers=train_speakers, generated_voice_speakers=generated_voices,
                    engine_mix=parse_engine_mix(engine_mix), eval_engine=None if eval_engine == "none" else eval_engine,
-                   train_hours=train_hours)
+                   train_hours=train_hours, engines_on_top=engines_on_top)
     prepare_synth(corpus_dir, manifest_dir)
 
 

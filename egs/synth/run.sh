@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Staged recipe for the offline synthetic-speech corpus: dev/test on espeak-ng voices unseen in training, and a
-# second test set spoken by a TTS engine left out of training entirely (leave-one-engine-out).
+# Staged recipe for the offline synthetic-speech corpus: trained on espeak-ng voices with festival (kal_diphone) and
+# SVOX Pico speakers on top; dev/test on espeak-ng voices unseen in training, and a second test set spoken by a TTS
+# engine left out of training entirely (flite: leave-one-engine-out).
 # Each stage is one `asrkit` call; finished work is skipped on re-runs (--force redoes it).
 set -euo pipefail
 
@@ -11,7 +12,8 @@ seed=0
 train_speakers=100
 train_hours=""                  # hours of the training split ("" = what --hours leaves after dev and test)
 generated_voices=0              # training speakers with randomly generated voice variants
-engine_mix="espeak=1"           # engine=share ... (space-separated): the TTS engines of the training speakers
+engine_mix="espeak=4 festival=1 pico=1"  # engine=share ... (space-separated): the TTS engines of the training speakers
+engines_on_top=true             # true: the other engines add speakers and hours on top of the espeak-ng ones
 eval_engine=flite               # the engine left out of training (dev_<engine>, test_<engine>); none = no such set
 recipe=recipes/zipformer-xs.yaml
 exp_dir=exp/zipformer-xs
@@ -65,6 +67,8 @@ Options:
                       $generated_voices; dev/test speakers and all texts stay the same)
   --engine-mix "E=S ..."  TTS engines of the training speakers and their shares (default "$engine_mix"; engines:
                       espeak, flite, festival, pico, rhvoice; espeak is required)
+  --engines-on-top true|false  true: the other engines of --engine-mix come on top of the --train-speakers
+                      espeak-ng speakers and their hours; false: they share them (default $engines_on_top)
   --eval-engine E     engine left out of training, for the second test set (default $eval_engine; none = off; it must
                       not be in --engine-mix)
   --recipe FILE       training preset, relative to the repository root (default $recipe)
@@ -96,6 +100,11 @@ streaming_recipe=$(resolve_from_root "$streaming_recipe")
 
 mix_args=()
 for item in $engine_mix; do mix_args+=(--engine-mix "$item"); done
+case "$engines_on_top" in
+  true) on_top_args=(--engines-on-top) ;;
+  false) on_top_args=() ;;
+  *) echo "$(basename "$0"): --engines-on-top takes true or false, got '$engines_on_top'" >&2; exit 1 ;;
+esac
 test_sets=(test)                  # decoded in stage 5; the last one's WER is printed last
 extra_splits=()
 if [ "$eval_engine" != none ]; then
@@ -173,11 +182,11 @@ print_wers() {
 }
 
 if run_stage 0; then
-  log "stage 0: synthetic corpus ($hours h, seed $seed, $train_speakers training speakers ($engine_mix)," \
-    "$generated_voices generated, left-out engine $eval_engine)"
+  log "stage 0: synthetic corpus ($hours h, seed $seed, $train_speakers training speakers ($engine_mix," \
+    "other engines on top: $engines_on_top), $generated_voices generated, left-out engine $eval_engine)"
   timed asrkit prepare synth --corpus-dir data/synth --manifest-dir data/manifests --hours "$hours" --seed "$seed" \
     --train-speakers "$train_speakers" ${train_hours:+--train-hours "$train_hours"} \
-    --generated-voices "$generated_voices" "${mix_args[@]}" \
+    --generated-voices "$generated_voices" "${mix_args[@]}" "${on_top_args[@]}" \
     --eval-engine "$eval_engine" --num-jobs "$num_jobs"
 fi
 if run_stage 1; then

@@ -56,6 +56,7 @@ __all__ = [
     "make_sentence",
     "SYNTH_SPLITS",
     "parse_engine_mix",
+    "on_top_sizes",
     "synth_splits",
 ]
 
@@ -309,6 +310,24 @@ def _engine_counts(train_speakers: int, engine_mix: Sequence[tuple[str, float]])
         counts[donor] -= 1
         counts["espeak"] = 1
     return counts
+
+
+def on_top_sizes(hours: float, train_speakers: int, engine_mix: Sequence[tuple[str, float]],
+                 dev_speakers: int = 8, test_speakers: int = 8) -> tuple[int, float]:
+    """``(train_speakers, train_hours)`` that put the other engines of ``engine_mix`` *on top of* the espeak-ng
+    corpus that ``hours`` and ``train_speakers`` make alone: ``train_speakers`` espeak-ng speakers with their
+    audio, plus ``round(train_speakers * share / espeak_share)`` speakers of each other engine with as much audio
+    each.
+
+    Example:
+        >>> on_top_sizes(2.0, 100, (("espeak", 4.0), ("festival", 1.0), ("pico", 1.0)))  # doctest: +ELLIPSIS
+        (150, 2.57999...)
+    """
+    espeak_share = dict(engine_mix)["espeak"]
+    total = train_speakers + sum(round(train_speakers * share / espeak_share) for name, share in engine_mix
+                                 if name != "espeak")
+    alone = _split_hours({"hours": hours, "dev_speakers": dev_speakers, "test_speakers": test_speakers})["train"]
+    return total, alone * total / train_speakers
 
 
 def _engine_speakers(seed: int, split: str, engine: str, count: int, prefix: str) -> list[SynthSpeaker]:
@@ -622,6 +641,7 @@ def generate_synth(
     eval_engine: str | None = None,
     generated_voice_speakers: int = 0,
     train_hours: float | None = None,
+    engines_on_top: bool = False,
     force: bool = False,
 ) -> Path:
     """Synthesize the corpus into ``corpus_dir`` (see the module docstring for the layout).
@@ -659,6 +679,9 @@ def generate_synth(
             of the espeak-ng speakers without taking hours from them (e.g. ``hours=2``, ``train_hours=2.58``,
             150 speakers, mix espeak=4 festival=1 pico=1: the 100 espeak-ng speakers of the default corpus, each
             with as much audio as there).
+        engines_on_top: instead of sharing ``train_speakers`` and the training hours, the other engines of
+            ``engine_mix`` come on top of the espeak-ng speakers (:func:`on_top_sizes` gives the sizes; the corpus
+            is the one those sizes make, and its marker records them). Excludes ``train_hours``.
         force: regenerate when ``.completed`` holds different parameters.
 
     Returns:
@@ -704,6 +727,11 @@ def generate_synth(
                         f"(one of {', '.join(e for e in ENGINES if e not in names)}), got {eval_engine!r}")
     if eval_engine and test_speakers < 1:
         raise DataError(f"generate_synth: eval_engine={eval_engine!r} needs test_speakers >= 1")
+    if engines_on_top:
+        if train_hours is not None:
+            raise DataError("generate_synth: give train_hours or engines_on_top, not both (engines_on_top sets the "
+                            "training hours itself)")
+        train_speakers, train_hours = on_top_sizes(hours, train_speakers, engine_mix, dev_speakers, test_speakers)
     params = {
         "version": GENERATOR_VERSION, "hours": float(hours), "seed": int(seed), "sentences": bool(sentences),
         "train_speakers": int(train_speakers), "dev_speakers": int(dev_speakers),
