@@ -34,7 +34,8 @@ def _run(tmp_path: Path, os_release: str, apt_fails_for: str = "") -> subprocess
     tmp_path.mkdir(exist_ok=True)
     bin_dir = _stubs(tmp_path, apt_fails_for)
     (tmp_path / "os-release").write_text(os_release)
-    # pico2wave and RHVoice-test must look missing, installed here or not: the PATH holds only the stubs and a few system tools
+    # pico2wave and RHVoice-test must look missing, installed here or not: the PATH holds only the stubs and a few
+    # system tools
     env = {"PATH": f"{bin_dir}:{_system_tools(tmp_path)}", "ASRKIT_OS_RELEASE": str(tmp_path / "os-release"),
            "ASRKIT_NONFREE_LIST": str(tmp_path / "asrkit-nonfree.list"), "HOME": str(tmp_path)}
     return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)

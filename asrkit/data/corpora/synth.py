@@ -5,10 +5,11 @@ The corpus is asrkit's embedded default and its test bed: spelled letters ("R U 
 ``sentences=True``, short English sentences from built-in templates.
 
 A *speaker* is one fixed combination of engine (:mod:`asrkit.data.corpora.tts`: espeak-ng, flite, festival,
-SVOX Pico, RHVoice), voice (for espeak-ng an accent + voice variant such as ``en-us+m3``), speaking rate, pitch, word gap,
-gain and noise floor. The training speakers are shared among the engines of an *engine mix* (espeak-ng only by
-default). Splits are disjoint **by speaker and by voice variant**: ``dev`` and ``test`` are espeak-ng speakers on
-variants that never occur in ``train``. With ``eval_engine``, two more splits, ``dev_<engine>`` and
+SVOX Pico, RHVoice), voice (for espeak-ng an accent + voice variant such as ``en-us+m3``), speaking rate, pitch,
+word gap, gain and noise floor. The training speakers are shared among the engines of an *engine mix* (espeak-ng
+only by default), or the other engines come on top of the espeak-ng speakers (``engines_on_top``). Splits are
+disjoint **by speaker and by voice variant**: ``dev`` and ``test`` are espeak-ng speakers on variants that never
+occur in ``train``. With ``eval_engine``, two more splits, ``dev_<engine>`` and
 ``test_<engine>``, are spoken by an engine that no training speaker uses (leave-one-engine-out evaluation).
 Optionally, some training speakers use randomly generated voice variants (:mod:`asrkit.data.corpora.espeak_voices`:
 random vocal-tract length, formants, pitch and voice quality) instead of espeak-ng's own. The voices reserved for

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.data.corpora.tts.base import TTSEngine, VoiceSettings, run_tool, to_16k
-from asrkit.data.corpora.tts.reserved import is_reserved
 
 __all__ = ["RHVoiceEngine", "RHVOICE_VOICES", "RHVOICE_VOICE_DIR"]
 
@@ -31,7 +30,7 @@ class RHVoiceEngine(TTSEngine):
     def voices(self) -> tuple[str, ...]:
         if not self.available():
             return ()
-        return tuple(v for v in RHVOICE_VOICES if (RHVOICE_VOICE_DIR / v).is_dir() and not is_reserved(self.name, v))
+        return tuple(v for v in RHVOICE_VOICES if (RHVOICE_VOICE_DIR / v).is_dir())
 
     def random_settings(self, rng: random.Random, voice: str) -> VoiceSettings:
         # Both in percent of the voice's default (100); pitch 80-125 % moves F0 by about -20..+25 %.
