@@ -60,9 +60,9 @@ Streaming stages (not run by default: --stage 9 --stop-stage 14, after stages 0-
 Options:
   --hours H           corpus size in hours (default $hours)
   --seed S            corpus seed (default $seed)
-  --train-speakers N  training speakers (default $train_speakers)
-  --train-hours H     hours of the training split (default: what --hours leaves after dev and test, which do not
-                      change with it): with more --train-speakers, other engines come on top of the espeak-ng ones
+  --train-speakers N  training speakers; with --engines-on-top true the espeak-ng ones (default $train_speakers)
+  --train-hours H     hours of the training split, with --engines-on-top false (default: what --hours leaves after
+                      dev and test, which do not change with it)
   --generated-voices N  how many of them speak with a randomly generated espeak-ng voice variant (default
                       $generated_voices; dev/test speakers and all texts stay the same)
   --engine-mix "E=S ..."  TTS engines of the training speakers and their shares (default "$engine_mix"; engines:
