@@ -217,6 +217,8 @@ def test_train_hours_put_other_engines_on_top_of_the_espeak_speakers(corpus: Pat
     mix = (("espeak", 4.0), (train_engine, 2.0))
     speakers, hours = on_top_sizes(TINY["hours"], 4, mix, TINY["dev_speakers"], TINY["test_speakers"])
     assert speakers == 6 and hours == pytest.approx(1.5 * base_train_hours)
+    with pytest.raises(DataError, match="split as"):  # 6 espeak-ng + 2 + 2 would split as 7 + 2 + 1
+        on_top_sizes(TINY["hours"], 6, (("espeak", 4.0), (train_engine, 1.0), ("pico", 1.0)))
     on_top = generate_synth(tmp_path / "on-top", **{**TINY, "num_jobs": 2}, engine_mix=mix, engines_on_top=True)
     assert _files(on_top) == _files(d)
     assert json.loads((on_top / ".completed").read_text())["params"]["train_speakers"] == 6

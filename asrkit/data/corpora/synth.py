@@ -318,7 +318,7 @@ def on_top_sizes(hours: float, train_speakers: int, engine_mix: Sequence[tuple[s
     """``(train_speakers, train_hours)`` that put the other engines of ``engine_mix`` *on top of* the espeak-ng
     corpus that ``hours`` and ``train_speakers`` make alone: ``train_speakers`` espeak-ng speakers with their
     audio, plus ``round(train_speakers * share / espeak_share)`` speakers of each other engine with as much audio
-    each.
+    each. Raises :class:`DataError` where rounding would change the number of espeak-ng speakers.
 
     Example:
         >>> on_top_sizes(2.0, 100, (("espeak", 4.0), ("festival", 1.0), ("pico", 1.0)))  # doctest: +ELLIPSIS
@@ -327,6 +327,14 @@ def on_top_sizes(hours: float, train_speakers: int, engine_mix: Sequence[tuple[s
     espeak_share = dict(engine_mix)["espeak"]
     total = train_speakers + sum(round(train_speakers * share / espeak_share) for name, share in engine_mix
                                  if name != "espeak")
+    # The generator splits ``total`` by the shares (_engine_counts); where rounding gives espeak-ng another count
+    # than train_speakers, its speakers would not be the espeak-ng-only corpus's: refuse rather than differ.
+    split = _engine_counts(total, engine_mix)
+    if split["espeak"] != train_speakers:
+        raise DataError(f"engines on top: {train_speakers} espeak-ng speakers with the mix {list(engine_mix)} split "
+                        f"as {split} of {total} speakers, not {train_speakers} espeak-ng ones",
+                        hint="choose --train-speakers so that each share divides it evenly (e.g. a multiple of the "
+                             "espeak share), or set the sizes with --train-speakers/--train-hours")
     alone = _split_hours({"hours": hours, "dev_speakers": dev_speakers, "test_speakers": test_speakers})["train"]
     return total, alone * total / train_speakers
 
