@@ -217,11 +217,33 @@ def test_train_hours_put_other_engines_on_top_of_the_espeak_speakers(corpus: Pat
     mix = (("espeak", 4.0), (train_engine, 2.0))
     speakers, hours = on_top_sizes(TINY["hours"], 4, mix, TINY["dev_speakers"], TINY["test_speakers"])
     assert speakers == 6 and hours == pytest.approx(1.5 * base_train_hours)
-    with pytest.raises(DataError, match="split as"):  # 6 espeak-ng + 2 + 2 would split as 7 + 2 + 1
-        on_top_sizes(TINY["hours"], 6, (("espeak", 4.0), (train_engine, 1.0), ("pico", 1.0)))
     on_top = generate_synth(tmp_path / "on-top", **{**TINY, "num_jobs": 2}, engine_mix=mix, engines_on_top=True)
     assert _files(on_top) == _files(d)
-    assert json.loads((on_top / ".completed").read_text())["params"]["train_speakers"] == 6
+    params = json.loads((on_top / ".completed").read_text())["params"]
+    assert params["train_speakers"] == 6 and "engine_counts" not in params
+
+
+def test_engines_on_top_keep_the_espeak_speakers_where_the_shares_would_split_otherwise(tmp_path: Path) -> None:
+    """6 espeak-ng speakers and espeak=4 X=1 Y=1 on top: 6 + 2 + 2, although 10 split by the shares is 7 + 2 + 1;
+    the espeak-ng training speakers are those of the 6-speaker espeak-ng-only corpus."""
+    from dataclasses import asdict
+
+    from asrkit.data.corpora.synth import _make_speakers, on_top_counts
+
+    train_engine, other_engine = _mixed_engines()
+    mix = (("espeak", 4.0), (train_engine, 1.0), (other_engine, 1.0))
+    assert on_top_counts(6, mix) == {"espeak": 6, train_engine: 2, other_engine: 2}
+    assert on_top_sizes(TINY["hours"], 6, mix, TINY["dev_speakers"], TINY["test_speakers"])[0] == 10
+    d = generate_synth(tmp_path / "c", **{**TINY, "train_speakers": 6}, engine_mix=mix, engines_on_top=True)
+    info = json.loads((d / "speakers.json").read_text())
+    engines = [s["engine"] for s in info if s["split"] == "train"]
+    assert {e: engines.count(e) for e in set(engines)} == {"espeak": 6, train_engine: 2, other_engine: 2}
+    alone = _make_speakers(TINY["seed"], 6, TINY["dev_speakers"], TINY["test_speakers"])
+    assert [s for s in info if s["engine"] == "espeak"] == [asdict(s) for s in alone]
+    params = json.loads((d / ".completed").read_text())["params"]
+    assert params["engine_counts"] == {"espeak": 6, train_engine: 2, other_engine: 2}
+    assert generate_synth(tmp_path / "c", **{**TINY, "train_speakers": 6}, engine_mix=mix,
+                          engines_on_top=True) == d  # the marker matches: nothing is redone
     with pytest.raises(DataError, match="not both"):
         generate_synth(tmp_path / "bad", **TINY, engine_mix=mix, engines_on_top=True, train_hours=1.0)
 

@@ -57,6 +57,7 @@ __all__ = [
     "make_sentence",
     "SYNTH_SPLITS",
     "parse_engine_mix",
+    "on_top_counts",
     "on_top_sizes",
     "synth_splits",
 ]
@@ -313,28 +314,31 @@ def _engine_counts(train_speakers: int, engine_mix: Sequence[tuple[str, float]])
     return counts
 
 
+def on_top_counts(train_speakers: int, engine_mix: Sequence[tuple[str, float]]) -> dict[str, int]:
+    """Training speakers per engine with the other engines of ``engine_mix`` *on top of* ``train_speakers``
+    espeak-ng speakers: ``round(train_speakers * share / espeak_share)`` of each other engine (at least one).
+
+    Example:
+        >>> on_top_counts(6, (("espeak", 4.0), ("festival", 1.0), ("pico", 1.0)))
+        {'espeak': 6, 'festival': 2, 'pico': 2}
+    """
+    espeak_share = dict(engine_mix)["espeak"]
+    counts = {name: max(1, round(train_speakers * share / espeak_share)) for name, share in engine_mix}
+    counts["espeak"] = train_speakers
+    return counts
+
+
 def on_top_sizes(hours: float, train_speakers: int, engine_mix: Sequence[tuple[str, float]],
                  dev_speakers: int = 8, test_speakers: int = 8) -> tuple[int, float]:
     """``(train_speakers, train_hours)`` that put the other engines of ``engine_mix`` *on top of* the espeak-ng
     corpus that ``hours`` and ``train_speakers`` make alone: ``train_speakers`` espeak-ng speakers with their
-    audio, plus ``round(train_speakers * share / espeak_share)`` speakers of each other engine with as much audio
-    each. Raises :class:`DataError` where rounding would change the number of espeak-ng speakers.
+    audio, plus the :func:`on_top_counts` speakers of each other engine with as much audio each.
 
     Example:
         >>> on_top_sizes(2.0, 100, (("espeak", 4.0), ("festival", 1.0), ("pico", 1.0)))  # doctest: +ELLIPSIS
         (150, 2.57999...)
     """
-    espeak_share = dict(engine_mix)["espeak"]
-    total = train_speakers + sum(round(train_speakers * share / espeak_share) for name, share in engine_mix
-                                 if name != "espeak")
-    # The generator splits ``total`` by the shares (_engine_counts); where rounding gives espeak-ng another count
-    # than train_speakers, its speakers would not be the espeak-ng-only corpus's: refuse rather than differ.
-    split = _engine_counts(total, engine_mix)
-    if split["espeak"] != train_speakers:
-        raise DataError(f"engines on top: {train_speakers} espeak-ng speakers with the mix {list(engine_mix)} split "
-                        f"as {split} of {total} speakers, not {train_speakers} espeak-ng ones",
-                        hint="choose --train-speakers so that each share divides it evenly (e.g. a multiple of the "
-                             "espeak share), or set the sizes with --train-speakers/--train-hours")
+    total = sum(on_top_counts(train_speakers, engine_mix).values())
     alone = _split_hours({"hours": hours, "dev_speakers": dev_speakers, "test_speakers": test_speakers})["train"]
     return total, alone * total / train_speakers
 
@@ -369,16 +373,18 @@ def _make_speakers(
     engine_mix: Sequence[tuple[str, float]] = DEFAULT_ENGINE_MIX,
     eval_engine: str | None = None,
     generated_variants: Sequence[str] = (),
+    engine_counts: dict[str, int] | None = None,
 ) -> list[SynthSpeaker]:
     """All speakers. Each split (and each engine) draws its speakers from its own random stream, so the dev and
     test speakers depend only on ``seed`` and their own counts, not on how many training speakers there are or
     which engines they use. ``train_speakers`` are shared among the engines of ``engine_mix``
-    (:func:`_engine_counts`); the espeak-ng ones are the first of the espeak-ng stream whatever the mix. The
+    (:func:`_engine_counts`) unless ``engine_counts`` gives each engine's number (they must add up to
+    ``train_speakers``); the espeak-ng ones are the first of the espeak-ng stream whatever the mix. The
     ``len(generated_variants)`` espeak-ng training speakers chosen by another stream get those variants instead of
     espeak-ng's; every other draw is the same with or without them. ``eval_engine`` adds ``dev_<engine>`` and
     ``test_<engine>`` speakers (``dev_speakers`` and ``test_speakers`` of them) on that engine."""
     espeak = get_engine("espeak")
-    counts = _engine_counts(train_speakers, engine_mix)
+    counts = dict(engine_counts) if engine_counts else _engine_counts(train_speakers, engine_mix)
     accents = espeak.accents()
     variants = list(espeak.variants())
     if len(variants) < 3:
@@ -561,7 +567,7 @@ def _plan(params: dict, generated_variants: Sequence[str] = ()) -> tuple[list[Sy
     speakers = _make_speakers(
         seed, params["train_speakers"], params["dev_speakers"], params["test_speakers"],
         engine_mix=tuple(tuple(x) for x in params["engine_mix"]), eval_engine=params["eval_engine"],
-        generated_variants=tuple(generated_variants),
+        generated_variants=tuple(generated_variants), engine_counts=params.get("engine_counts"),
     )
     by_split: dict[str, list[SynthSpeaker]] = {}
     for spk in speakers:
@@ -740,6 +746,7 @@ def generate_synth(
         if train_hours is not None:
             raise DataError("generate_synth: give train_hours or engines_on_top, not both (engines_on_top sets the "
                             "training hours itself)")
+        counts = on_top_counts(train_speakers, engine_mix)
         train_speakers, train_hours = on_top_sizes(hours, train_speakers, engine_mix, dev_speakers, test_speakers)
     params = {
         "version": GENERATOR_VERSION, "hours": float(hours), "seed": int(seed), "sentences": bool(sentences),
@@ -750,6 +757,10 @@ def generate_synth(
         params["generated_voice_speakers"] = int(generated_voice_speakers)
     if train_hours is not None:  # absent by default, for the same reason
         params["train_hours"] = float(train_hours)
+    if engines_on_top and counts != _engine_counts(train_speakers, engine_mix):
+        # Only where splitting the total by the shares would give other counts (the espeak-ng speakers must stay
+        # those of the espeak-ng-only corpus), so an on-top corpus is otherwise the explicit-size one, marker too.
+        params["engine_counts"] = counts
     marker = corpus_dir / ".completed"
     if marker.is_file():
         try:
