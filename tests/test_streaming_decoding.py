@@ -27,12 +27,15 @@ LENGTHS = [301, 187, 95, 66, 250, 140, 8, 173]  # 8 frames: too short for any en
 
 
 def causal_transducer(feats: list[torch.Tensor], chunk: int = 16, left: int = 32, vocab_size: int = 12,
-                      feature_dim: int = F):
+                      feature_dim: int = F, feature_norm: str = "none"):
     """A random-init transducer on the tiny causal encoder. At random init the encoder output hardly changes from
     frame to frame (std over time ~1 % of that over channels), so every search would emit one token throughout;
     the joiner's encoder projection is set to a random projection of the output standardised over ``feats``'
-    frames, which makes the hypotheses depend on the encoder (and on every one of its caches)."""
-    cfg = presets.zipformer_xs(vocab_size=vocab_size, feature_dim=feature_dim, feature_norm="none", ctc_head=False)
+    frames, which makes the hypotheses depend on the encoder (and on every one of its caches).
+    ``feature_norm``: ``none`` or ``running_mean`` (the causal normalization, whose state rides in the front
+    end's)."""
+    cfg = presets.zipformer_xs(vocab_size=vocab_size, feature_dim=feature_dim, feature_norm=feature_norm,
+                               ctc_head=False)
     cfg = dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, zipformer=tiny_causal_config(chunk, left)))
     torch.manual_seed(0)
     model = build_transducer(cfg).eval()

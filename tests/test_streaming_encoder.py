@@ -37,10 +37,13 @@ def enlarge_(model: torch.nn.Module) -> None:
                 p.mul_(30.0)
 
 
-def causal_encoder(chunk: int = CHUNK, left: int = LEFT, **kw) -> Zipformer2:
+def causal_encoder(chunk: int = CHUNK, left: int = LEFT, feature_norm: str = "none", **kw) -> Zipformer2:
     torch.manual_seed(0)
-    enc = build_zipformer(tiny_causal_config(chunk, left, **kw), feature_dim=F).eval()
+    enc = build_zipformer(tiny_causal_config(chunk, left, **kw), feature_dim=F, feature_norm=feature_norm).eval()
     enlarge_(enc)
+    if feature_norm == "running_mean":
+        with torch.no_grad():  # a trained prior is not flat
+            enc.feature_norm.prior.copy_(torch.linspace(-1.0, 1.0, F))
     return enc
 
 
@@ -111,27 +114,62 @@ LENGTHS = [301, 187, 95, 66, 250]
 STARTS = [0, 0, 1, 3, 4]  # streams 2-4 join while 0 and 1 are under way
 
 
-def test_chunkwise_equals_masked_full_forward_for_streams_of_different_ages():
-    enc = causal_encoder()
+@pytest.mark.parametrize("feature_norm", ["none", "running_mean"])
+def test_chunkwise_equals_masked_full_forward_for_streams_of_different_ages(feature_norm):
+    enc = causal_encoder(feature_norm=feature_norm)
     feats = utterances(LENGTHS)
     ref, _ = full_forward(enc, feats)
     assert float(ref.abs().max()) > 0.1
     assert max_chunk_error(enc, feats, STARTS) < TOL
 
 
-def test_chunkwise_with_left_context_shorter_than_a_stream_and_chunk_of_32():
-    enc = causal_encoder(chunk=32, left=64)
-    feats = utterances([411, 140, 73])
+@pytest.mark.parametrize("feature_norm", ["none", "running_mean"])
+def test_chunkwise_with_left_context_shorter_than_a_stream_and_chunk_of_32(feature_norm):
+    enc = causal_encoder(chunk=32, left=64, feature_norm=feature_norm)
+    feats = [f + 3.0 for f in utterances([411, 140, 73])]  # an offset for the running mean to remove
     assert max_chunk_error(enc, feats, [0, 2, 2]) < TOL
 
 
-@pytest.mark.parametrize("which", ["key", "nonlin_attn", "val1", "val2", "conv1", "conv2", "embed", "processed"])
+def test_running_mean_is_the_mean_of_the_frames_so_far_with_the_prior():
+    from asrkit.models.common import RUNNING_MEAN_PRIOR_FRAMES as K
+    from asrkit.models.common import FeatureNorm
+
+    norm = FeatureNorm("running_mean", feature_dim=3)
+    with torch.no_grad():
+        norm.prior.copy_(torch.tensor([1.0, -2.0, 0.5]))
+    x = torch.randn(2, 7, 3) + 4.0
+    lens = torch.tensor([7, 4])
+    y = norm(x, lens)
+    for b, n in enumerate(lens.tolist()):
+        for t in range(n):
+            mean = (x[b, : t + 1].sum(0) + K * norm.prior) / (t + 1 + K)
+            assert torch.allclose(y[b, t], x[b, t] - mean, atol=1e-5)
+    assert torch.equal(y[1, 4:], x[1, 4:])  # padding unchanged
+    # later frames do not change earlier ones (causal); an utterance-level offset shrinks as frames accumulate
+    assert torch.allclose(norm(x[:, :3], torch.tensor([3, 3])), y[:, :3])
+    shifted = norm(x + 10.0, lens)
+    assert (shifted - y)[0, -1].abs().max() < (shifted - y)[0, 0].abs().min()
+
+
+def test_running_mean_state_rides_in_the_front_end_state():
+    enc = causal_encoder(feature_norm="running_mean")
+    states = enc.get_init_states(3)
+    plain = causal_encoder().get_init_states(3)
+    assert len(states) == len(plain)
+    assert states[-2].shape == (3, 16 + 2, 3, 4)  # F = 20 sums need ceil(20 / 12) = 2 more channels
+    assert all(a.shape == b.shape for a, b in zip(states[:-2], plain[:-2]))
+    with pytest.raises(ValueError, match="running_mean"):
+        build_zipformer(tiny_causal_config(), feature_dim=F, feature_norm="global")
+
+
+@pytest.mark.parametrize("which", ["key", "nonlin_attn", "val1", "val2", "conv1", "conv2", "embed", "processed",
+                                   "embed+norm"])
 def test_each_cache_matters(which):
-    enc = causal_encoder()
-    feats = utterances(LENGTHS)
+    enc = causal_encoder(feature_norm="running_mean" if which == "embed+norm" else "none")
+    feats = [f + 3.0 for f in utterances(LENGTHS)]
     names = ["key", "nonlin_attn", "val1", "val2", "conv1", "conv2"]
     n_states = len(enc.get_init_states(1))
-    index = {"embed": n_states - 2, "processed": n_states - 1}.get(which)
+    index = {"embed": n_states - 2, "embed+norm": n_states - 2, "processed": n_states - 1}.get(which)
     if index is None:
         index = names.index(which)  # first layer of the first stack
     assert max_chunk_error(enc, feats, STARTS, drop_state=index) > CACHE_MATTERS

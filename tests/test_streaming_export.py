@@ -16,14 +16,14 @@ from asrkit.errors import ConfigError
 from asrkit.export.torchscript_streaming import export_torchscript_streaming
 
 
-@pytest.fixture(scope="module")
-def streaming_export(tmp_path_factory):
+@pytest.fixture(scope="module", params=["none", "running_mean"])
+def streaming_export(tmp_path_factory, request):
     from asrkit.data.tokenizer import Tokenizer, train_tokenizer
 
     root = tmp_path_factory.mktemp("streaming-export")
     bpe = train_tokenizer(TEXTS * 5, root / "lang", vocab_size=30)
     feats = utterances(LENGTHS)
-    model = causal_transducer(feats, vocab_size=Tokenizer.load(bpe).vocab_size)
+    model = causal_transducer(feats, vocab_size=Tokenizer.load(bpe).vocab_size, feature_norm=request.param)
     path = export_torchscript_streaming(model, root / "jit", bpe, chunk_size=32, left_context_frames=64)
     return {"model": model, "path": path, "feats": feats, "bpe": bpe}
 

@@ -28,8 +28,10 @@ def wav_features(wavs) -> list[torch.Tensor]:
     return [compute_fbank(*read_audio(w)) for w in wavs]
 
 
-@pytest.fixture(scope="module")
-def streaming_export(tmp_path_factory):
+@pytest.fixture(scope="module", params=["none", "running_mean"])
+def streaming_export(tmp_path_factory, request):
+    """Exports of the causal transducer without feature normalization and with ``running_mean`` (whose running
+    sum rides in the front-end state sherpa-onnx allocates)."""
     from asrkit.data.tokenizer import Tokenizer, train_tokenizer
     from asrkit.export.onnx_streaming import export_onnx_streaming
 
@@ -38,9 +40,11 @@ def streaming_export(tmp_path_factory):
     tokenizer = Tokenizer.load(bpe)
     wavs = make_wavs(root / "wavs")
     feats = wav_features(wavs)
-    model = causal_transducer(feats, CHUNK, LEFT, vocab_size=tokenizer.vocab_size, feature_dim=80)
+    model = causal_transducer(feats, CHUNK, LEFT, vocab_size=tokenizer.vocab_size, feature_dim=80,
+                              feature_norm=request.param)
     export_onnx_streaming(model, root / "onnx", bpe, int8=True)
-    return {"root": root, "model": model, "tokenizer": tokenizer, "wavs": wavs, "feats": feats}
+    return {"root": root, "model": model, "tokenizer": tokenizer, "wavs": wavs, "feats": feats,
+            "feature_norm": request.param}
 
 
 def test_metadata_is_what_sherpa_onnx_reads(streaming_export):
@@ -84,7 +88,8 @@ def plain_export(streaming_export):
     from test_streaming_encoder import enlarge_
 
     root = streaming_export["root"]
-    model = causal_transducer(streaming_export["feats"], CHUNK, LEFT, vocab_size=30, feature_dim=80)
+    model = causal_transducer(streaming_export["feats"], CHUNK, LEFT, vocab_size=30, feature_dim=80,
+                              feature_norm=streaming_export["feature_norm"])
     torch.manual_seed(1)
     with torch.no_grad():
         fresh = torch.nn.Linear(model.joiner.encoder_proj.in_features, model.joiner.encoder_proj.out_features)
@@ -176,3 +181,25 @@ def test_non_causal_model_is_refused(tmp_path):
     model = build_transducer(dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, zipformer=zcfg)))
     with pytest.raises(ConfigError, match="causal"):
         export_onnx_streaming(model, tmp_path / "out", tmp_path / "missing.model")
+
+
+def test_a_front_end_state_too_wide_for_sherpa_onnx_is_refused(tmp_path):
+    """128 front-end channels plus running_mean's 2 channels of feature sums do not fit the (N, 128, 3, 19) state
+    sherpa-onnx allocates: a clear error naming both, before anything is written."""
+    import dataclasses
+
+    from test_export_formats import TEXTS
+    from test_streaming_encoder import tiny_causal_config
+
+    from asrkit.data.tokenizer import train_tokenizer
+    from asrkit.export.onnx_streaming import export_onnx_streaming
+    from asrkit.models import presets
+    from asrkit.models.build import build_transducer
+
+    bpe = train_tokenizer(TEXTS * 5, tmp_path / "lang", vocab_size=30)
+    cfg = presets.zipformer_xs(vocab_size=30, feature_dim=80, feature_norm="running_mean", ctc_head=False)
+    zcfg = dataclasses.replace(tiny_causal_config(), subsampling_channels=128)
+    model = build_transducer(dataclasses.replace(cfg, encoder=dataclasses.replace(cfg.encoder, zipformer=zcfg)))
+    with pytest.raises(ExportError, match="130 channels .*running_mean.*allocates 128"):
+        export_onnx_streaming(model, tmp_path / "out", bpe)
+    assert not (tmp_path / "out").exists()

@@ -9,7 +9,8 @@ Files in ``out_dir`` (beside ``tokens.txt`` and ``bpe.model``):
   (N, 128, 3, 19) and ``processed_lens`` (N,) int64. Outputs ``encoder_out`` (N, T'', J) (the joiner's encoder
   projection folded in) and ``new_<state>`` for every state, in the same order. There is no ``x_lens``:
   sherpa-onnx only runs full windows of T frames. sherpa-onnx makes the initial front-end state with 128
-  channels (icefall's width), so a narrower front end reads the first channels and returns the rest as zeros.
+  channels (icefall's width), so a narrower front end reads the first channels and returns the rest as zeros;
+  ``feature_norm: running_mean`` keeps its running feature sum in the channels after the front end's own.
 * ``decoder.onnx`` / ``joiner.onnx``: as the offline export (:func:`asrkit.export.onnx.export_decoder_joiner`).
 * ``*.int8.onnx``: the three files with int8 weights.
 
@@ -203,8 +204,12 @@ def export_onnx_streaming(
     states = streaming.get_init_states(2)
     embed_channels = int(states[-2].size(1))
     if embed_channels > SHERPA_EMBED_CHANNELS:
-        raise ExportError(f"the encoder front end has {embed_channels} channels; sherpa-onnx's streaming zipformer "
-                          f"allocates {SHERPA_EMBED_CHANNELS}", hint="use subsampling_channels <= 128")
+        extra = int(net.encoder.norm_state_channels)
+        norm = f" ({extra} of them the running feature sum of feature_norm: running_mean)" if extra else ""
+        raise ExportError(f"the encoder's front-end state has {embed_channels} channels{norm}; sherpa-onnx's "
+                          f"streaming zipformer allocates {SHERPA_EMBED_CHANNELS}",
+                          hint=f"use subsampling_channels <= {SHERPA_EMBED_CHANNELS - extra}"
+                               + (" or feature_norm: none" if extra else ""))
     num_layers = sum(net.encoder.num_encoder_layers)
     inputs, outputs = streaming_io_names(num_layers)
     batch_dims = list(streaming.state_batch_dims)

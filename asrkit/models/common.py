@@ -25,6 +25,15 @@ def make_pad_mask(lengths: Tensor, max_len: int = 0) -> Tensor:
     return steps.unsqueeze(0) >= lengths.unsqueeze(1)
 
 
+FEATURE_NORM_KINDS = ("none", "utterance_mean", "running_mean")
+
+RUNNING_MEAN_PRIOR_FRAMES = 100.0
+"""Weight, in frames (1 s at 100 Hz), of the learned prior mean in ``running_mean`` normalization."""
+RUNNING_MEAN_PRIOR_INIT = -6.0
+"""Initial prior mean: about the mean log-mel level of speech in lhotse's fbank (-6.2 on egs/synth's dev voices,
+-6.6 on its flite ones). ScaledAdam scales each update by the parameter's size, so a zero start would not move."""
+
+
 class FeatureNorm(nn.Module):
     """Optional per-utterance mean normalization, the first op of every encoder.
 
@@ -32,24 +41,70 @@ class FeatureNorm(nn.Module):
     taken over each utterance's real frames only, so padding (sherpa-onnx pads with ln(1e-10) ~ -23.03) does not
     leak into it.
 
+    * ``utterance_mean``: every frame minus the mean of the whole utterance (offline models only).
+    * ``running_mean``: causal, for streaming: frame t minus the mean of frames 0..t, pulled towards a learned
+      prior mean ``prior`` (F,) that weighs as :data:`RUNNING_MEAN_PRIOR_FRAMES` frames, so the first frames are
+      not normalized by themselves alone. A stream carries the running sum (:meth:`streaming_forward`); Kaldi's
+      online CMN does the same with a global prior.
+
     Args:
-        kind: ``"none"`` (identity) or ``"utterance_mean"``.
+        kind: one of :data:`FEATURE_NORM_KINDS`.
+        feature_dim: F (the size of ``running_mean``'s prior).
     """
 
-    def __init__(self, kind: str = "none") -> None:
+    def __init__(self, kind: str = "none", feature_dim: int = 80) -> None:
         super().__init__()
-        if kind not in ("none", "utterance_mean"):
-            raise ValueError(f"feature_norm must be 'none' or 'utterance_mean', got {kind!r}")
+        if kind not in FEATURE_NORM_KINDS:
+            raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORM_KINDS)}, got {kind!r}")
         self.kind = kind
+        self.prior_frames = RUNNING_MEAN_PRIOR_FRAMES
+        if kind == "running_mean":
+            self.prior = nn.Parameter(torch.full((feature_dim,), RUNNING_MEAN_PRIOR_INIT))
+        else:
+            self.register_parameter("prior", None)
 
     def forward(self, x: Tensor, x_lens: Tensor) -> Tensor:
         """x: (B, T, F) features, x_lens: (B,) -> (B, T, F) (padding frames are returned unchanged)."""
         if self.kind == "none":
             return x
         valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        if self.kind == "running_mean":
+            start = torch.zeros(x.size(0), x.size(2), dtype=x.dtype, device=x.device)
+            return self._running(x, valid, start, torch.zeros_like(x_lens))[0]
         count = valid.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
         mean = (x * valid).sum(dim=1, keepdim=True) / count  # (B, 1, F)
         return x - mean * valid
+
+    def streaming_forward(
+        self, x: Tensor, x_lens: Tensor, frame_sum: Tensor, frames_before: Tensor, shift: int
+    ) -> tuple[Tensor, Tensor]:
+        """``running_mean`` on one window of a stream: the frames of :meth:`forward` on the whole stream.
+
+        Args:
+            x: (B, W, F) frames ``frames_before .. frames_before + W - 1`` of each stream.
+            x_lens: (B,) real frames in x.
+            frame_sum: (B, F) sum of the stream's frames before x (zeros at its start).
+            frames_before: (B,) int64, how many frames that sum holds.
+            shift: frames of x the next window does not repeat (its start is ``shift`` frames later).
+
+        Returns:
+            (normalized x (B, W, F), the sum to pass with the next window (B, F)).
+        """
+        valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)
+        y, masked = self._running(x, valid, frame_sum, frames_before)
+        return y, frame_sum + masked[:, :shift].sum(dim=1)
+
+    def _running(self, x: Tensor, valid: Tensor, frame_sum: Tensor, frames_before: Tensor) -> tuple[Tensor, Tensor]:
+        """(x minus its running mean, x * valid) for frames following ``frames_before`` frames summing to
+        ``frame_sum``; x, valid (B, T, F)/(B, T, 1), frame_sum (B, F), frames_before (B,)."""
+        prior = self.prior
+        assert prior is not None
+        masked = x * valid
+        sums = frame_sum.unsqueeze(1) + masked.cumsum(dim=1)  # (B, T, F)
+        counts = frames_before.to(x.dtype).unsqueeze(1) + valid.squeeze(-1).cumsum(dim=1)  # (B, T)
+        weight = self.prior_frames
+        mean = (sums + weight * prior) / (counts + weight).unsqueeze(-1)
+        return x - mean * valid, masked
 
 
 def conv2d_subsampling4_lengths(x_lens: Tensor) -> Tensor:

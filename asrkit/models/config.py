@@ -6,7 +6,7 @@ A recipe's ``model:`` section looks like::
       feature_dim: 80
       encoder:
         type: zipformer            # zipformer | conformer_lite | lstm
-        feature_norm: none         # none | utterance_mean
+        feature_norm: none         # none | utterance_mean | running_mean (causal, for streaming)
         zipformer: {encoder_dim: [192, 256, 256, 256, 256, 256], ...}
       predictor: {type: stateless, embedding_dim: 512, context_size: 2}
       joiner: {dim: 512}
@@ -86,11 +86,13 @@ class EncoderConfig:
     """Which encoder to build and its settings.
 
     ``feature_norm: utterance_mean`` subtracts each utterance's per-bin mean over its real frames as the first op of
-    the graph, so exported models still take raw fbank (as sherpa-onnx computes it).
+    the graph, so exported models still take raw fbank (as sherpa-onnx computes it). ``running_mean`` subtracts
+    the mean of the frames so far instead (with a learned prior), which a stream can compute: the normalization of
+    causal models (:class:`asrkit.models.common.FeatureNorm`).
     """
 
     type: Literal["zipformer", "conformer_lite", "lstm"] = "zipformer"
-    feature_norm: Literal["none", "utterance_mean"] = "none"
+    feature_norm: Literal["none", "utterance_mean", "running_mean"] = "none"
     zipformer: ZipformerConfig = field(default_factory=ZipformerConfig)
     conformer_lite: ConformerLiteConfig = field(default_factory=ConformerLiteConfig)
     lstm: LstmEncoderConfig = field(default_factory=LstmEncoderConfig)

@@ -128,7 +128,7 @@ class ConformerLiteEncoder(nn.Module):
         cnn_module_kernel: odd depthwise kernel size.
         subsampling_channels: Conv2d channels of the front-end.
         dropout: dropout rate.
-        feature_norm: ``"none"`` or ``"utterance_mean"`` (see :class:`~asrkit.models.common.FeatureNorm`).
+        feature_norm: ``"none"``, ``"utterance_mean"`` or ``"running_mean"`` (causal) (see :class:`~asrkit.models.common.FeatureNorm`).
     """
 
     def __init__(
@@ -144,7 +144,7 @@ class ConformerLiteEncoder(nn.Module):
         feature_norm: str = "none",
     ) -> None:
         super().__init__()
-        self.feature_norm = FeatureNorm(feature_norm)
+        self.feature_norm = FeatureNorm(feature_norm, feature_dim)
         self.subsampling = Conv2dSubsampling4(feature_dim, dim, subsampling_channels)
         self.dropout = nn.Dropout(dropout)
         self.layers = nn.ModuleList(

@@ -58,7 +58,7 @@ class LstmEncoder(nn.Module):
         output_dim: D, projection size after every layer (``output_dim`` of the encoder).
         subsampling_channels: Conv2d channels of the front-end.
         dropout: dropout rate.
-        feature_norm: ``"none"`` or ``"utterance_mean"``.
+        feature_norm: ``"none"``, ``"utterance_mean"`` or ``"running_mean"`` (causal).
     """
 
     def __init__(
@@ -73,7 +73,7 @@ class LstmEncoder(nn.Module):
         feature_norm: str = "none",
     ) -> None:
         super().__init__()
-        self.feature_norm = FeatureNorm(feature_norm)
+        self.feature_norm = FeatureNorm(feature_norm, feature_dim)
         self.subsampling = Conv2dSubsampling4(feature_dim, output_dim, subsampling_channels)
         self.layers = nn.ModuleList(
             [LstmLayer(output_dim, hidden_dim, output_dim, bidirectional, dropout) for _ in range(num_layers)]

@@ -18,7 +18,12 @@ from asrkit.errors import ConfigError
 from asrkit.models.common import FeatureNorm
 from asrkit.models.zipformer.layer import DownsampledZipformerStack, SimpleDownsample, ZipformerStack
 from asrkit.models.zipformer.scaling import FloatLike, ScheduledFloat
-from asrkit.models.zipformer.subsampling import Conv2dSubsampling, streaming_input_frames, subsampled_lengths
+from asrkit.models.zipformer.subsampling import (
+    STREAMING_EXTRA_INPUT_FRAMES,
+    Conv2dSubsampling,
+    streaming_input_frames,
+    subsampled_lengths,
+)
 
 # Batch axis of each per-layer state of Zipformer2EncoderLayer.get_init_states (key, nonlin_attn, val1, val2,
 # conv1, conv2); the two front-end states (embed cache, processed lengths) have it first.
@@ -71,7 +76,7 @@ class Zipformer2(nn.Module):
         causal: chunk-causal convolutions and chunked attention.
         chunk_size / left_context_frames: at 50 Hz; training samples one of each per batch, evaluation uses
             the first entries. -1 = full context / unlimited left context.
-        feature_norm: ``"none"`` or ``"utterance_mean"``.
+        feature_norm: ``"none"``, ``"utterance_mean"`` or ``"running_mean"`` (causal).
         warmup_batches: batches over which stacks are warmed up one after another (layer-skip schedules).
     """
 
@@ -110,7 +115,8 @@ class Zipformer2(nn.Module):
         self.output_dim = max(encoder_dim)
         scheduled_dropout: FloatLike = ScheduledFloat((0.0, 0.3), (20000.0, dropout))
 
-        self.feature_norm = FeatureNorm(feature_norm)
+        self.feature_norm = FeatureNorm(feature_norm, feature_dim)
+        self.feature_dim = feature_dim
         # icefall's front-end widths are (8, 32, 128); smaller models scale all three together.
         self.encoder_embed = Conv2dSubsampling(
             feature_dim,
@@ -120,6 +126,10 @@ class Zipformer2(nn.Module):
             layer3_channels=subsampling_channels,
             dropout=scheduled_dropout,
         )
+        self.embed_state_channels = subsampling_channels
+        self.lookahead_frames = STREAMING_EXTRA_INPUT_FRAMES  # input frames a chunk call shares with the next
+        state_rows, width = self.encoder_embed.convnext.padding[0], self.encoder_embed.out_width
+        self.norm_state_channels = -(-feature_dim // (state_rows * width)) if feature_norm == "running_mean" else 0
         stacks = []
         for i in range(n):
             layer_kwargs = dict(
@@ -196,10 +206,19 @@ class Zipformer2(nn.Module):
         Returns:
             (out (B, N/2, E) zero at padding, out_lens (B,), new states).
         """
-        if self.feature_norm.kind != "none":
-            raise RuntimeError("streaming needs feature_norm 'none' (an utterance mean is not known in advance)")
+        if self.feature_norm.kind == "utterance_mean":
+            raise RuntimeError("streaming needs feature_norm 'none' or 'running_mean' (an utterance mean is not known "
+                               "in advance)")
         processed_lens = states[-1]
-        x, lens, embed_cache = self.encoder_embed.streaming_forward(x, x_lens, states[-2])  # (B, N, D0)
+        embed_state = states[-2]
+        frame_sum = embed_state  # unused unless running_mean
+        if self.feature_norm.kind == "running_mean":
+            embed_state, frame_sum = self._split_embed_state(embed_state)
+            shift = x.size(1) - self.lookahead_frames  # 2N
+            x, frame_sum = self.feature_norm.streaming_forward(x, x_lens, frame_sum, 2 * processed_lens, shift)
+        x, lens, embed_cache = self.encoder_embed.streaming_forward(x, x_lens, embed_state)  # (B, N, D0)
+        if self.feature_norm.kind == "running_mean":
+            embed_cache = self._join_embed_state(embed_cache, frame_sum)
         x = x.permute(1, 0, 2)  # (N, B, D0)
         new_states: list[Tensor] = []
         outputs: list[Tensor] = []
@@ -219,6 +238,21 @@ class Zipformer2(nn.Module):
         x = x.permute(1, 0, 2).masked_fill(out_mask.unsqueeze(-1), 0.0)
         new_states += [embed_cache, processed_lens + lens]
         return x, out_lens, new_states
+
+    def _split_embed_state(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """``running_mean`` keeps its running frame sum (B, F) in extra channels of the front-end state (so the
+        state list keeps sherpa-onnx's zipformer2 layout): (B, C + k, 3, F') -> ((B, C, 3, F'), (B, F))."""
+        channels = self.embed_state_channels
+        frame_sum = state[:, channels:].reshape(state.size(0), -1)[:, : self.feature_dim]
+        return state[:, :channels], frame_sum
+
+    def _join_embed_state(self, embed_cache: Tensor, frame_sum: Tensor) -> Tensor:
+        """The inverse of :meth:`_split_embed_state`: (B, C, 3, F') and (B, F) -> (B, C + k, 3, F')."""
+        b, _, rows, width = embed_cache.shape
+        spare = torch.zeros(b, self.norm_state_channels * rows * width - frame_sum.size(1), dtype=frame_sum.dtype,
+                            device=frame_sum.device)
+        packed = torch.cat([frame_sum, spare], dim=1).reshape(b, self.norm_state_channels, rows, width)
+        return torch.cat([embed_cache, packed], dim=1)
 
     @torch.jit.unused
     def set_decoding_chunk(self, chunk_size: Optional[int] = None, left_context_frames: Optional[int] = None) -> None:
@@ -263,9 +297,10 @@ class Zipformer2(nn.Module):
             )
         if left < 0:
             raise ConfigError(f"{key}.left_context_frames: streaming needs a finite left context, got {left}")
-        if self.feature_norm.kind != "none":
+        if self.feature_norm.kind == "utterance_mean":
             raise ConfigError(
-                "model.encoder.feature_norm: streaming needs 'none' (an utterance mean is not known in advance)"
+                "model.encoder.feature_norm: streaming needs 'none' or 'running_mean' (an utterance mean is not "
+                "known in advance)"
             )
         return chunk, max(left // chunk, 1) * chunk
 
@@ -283,14 +318,18 @@ class Zipformer2(nn.Module):
         H heads, D the stack's dim, K its kernel): ``cached_key`` (L, B, H * query_head_dim),
         ``cached_nonlin_attn`` (1, B, L, 3D/4), ``cached_val1`` and ``cached_val2`` (L, B, H * value_head_dim),
         ``cached_conv1`` and ``cached_conv2`` (B, D, K//2); then the front end's ``embed_states``
-        (B, C, 3, F') and ``processed_lens`` (B,) int64 (50 Hz frames already seen, which mask cached slots a
-        young stream has not filled yet).
+        (B, C, 3, F'), with ``feature_norm: running_mean`` (B, C + k, 3, F') whose last k channels hold the running
+        frame sum (B, F) (k = ceil(F / (3 F'))), and ``processed_lens`` (B,) int64 (50 Hz frames already seen,
+        which mask cached slots a young stream has not filled yet).
         """
         _, left = self.streaming_chunk_config()
         states: list[Tensor] = []
         for module in self.encoders:
             states += module.get_init_states(left, batch_size, device)
-        states.append(self.encoder_embed.get_init_states(batch_size, device))
+        embed = self.encoder_embed.get_init_states(batch_size, device)
+        if self.feature_norm.kind == "running_mean":
+            embed = self._join_embed_state(embed, torch.zeros(batch_size, self.feature_dim, device=device))
+        states.append(embed)
         states.append(torch.zeros(batch_size, dtype=torch.int64, device=device))
         return states
 
