@@ -162,7 +162,8 @@ def test_sherpa_onnx_online_recognizer_equals_asrkit(streaming_export, suffix, a
         tokens, seconds = asrkit_live(model, feats, tokenizer)
         assert len(tokens) >= 5, f"{path}: too few tokens for a meaningful comparison"
         assert [t.replace("▁", " ") for t in tokens] == [t.replace("▁", " ") for t in result["tokens"]], path
-        assert "".join(tokens).replace("▁", " ").strip() == result["text"].strip(), path
+        # (sherpa-onnx renders consecutive word-boundary tokens as fewer spaces: compare words)
+        assert "".join(tokens).replace("▁", " ").split() == result["text"].split(), path
         assert seconds == pytest.approx(result["timestamps"], abs=1e-4), path
         assert len(result["partials"]) >= 5 and result["partials"][-1] == result["text"]
 
