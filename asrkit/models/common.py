@@ -67,10 +67,10 @@ class FeatureNorm(nn.Module):
         """x: (B, T, F) features, x_lens: (B,) -> (B, T, F) (padding frames are returned unchanged)."""
         if self.kind == "none":
             return x
-        valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         if self.kind == "running_mean":
             start = torch.zeros(x.size(0), x.size(2), dtype=x.dtype, device=x.device)
-            return self._running(x, valid, start, torch.zeros_like(x_lens))[0]
+            return self._running(x, x_lens, start, torch.zeros_like(x_lens))[0]
+        valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         count = valid.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
         mean = (x * valid).sum(dim=1, keepdim=True) / count  # (B, 1, F)
         return x - mean * valid
@@ -90,15 +90,15 @@ class FeatureNorm(nn.Module):
         Returns:
             (normalized x (B, W, F), the sum to pass with the next window (B, F)).
         """
-        valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)
-        y, masked = self._running(x, valid, frame_sum, frames_before)
+        y, masked = self._running(x, x_lens, frame_sum, frames_before)
         return y, frame_sum + masked[:, :shift].sum(dim=1)
 
-    def _running(self, x: Tensor, valid: Tensor, frame_sum: Tensor, frames_before: Tensor) -> tuple[Tensor, Tensor]:
-        """(x minus its running mean, x * valid) for frames following ``frames_before`` frames summing to
-        ``frame_sum``; x, valid (B, T, F)/(B, T, 1), frame_sum (B, F), frames_before (B,)."""
+    def _running(self, x: Tensor, x_lens: Tensor, frame_sum: Tensor, frames_before: Tensor) -> tuple[Tensor, Tensor]:
+        """(x minus its running mean, x with padding zeroed) for frames following ``frames_before`` frames summing
+        to ``frame_sum``; x (B, T, F), x_lens (B,), frame_sum (B, F), frames_before (B,)."""
         prior = self.prior
         assert prior is not None
+        valid = (~make_pad_mask(x_lens, x.size(1))).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
         masked = x * valid
         sums = frame_sum.unsqueeze(1) + masked.cumsum(dim=1)  # (B, T, F)
         counts = frames_before.to(x.dtype).unsqueeze(1) + valid.squeeze(-1).cumsum(dim=1)  # (B, T)

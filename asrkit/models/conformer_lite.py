@@ -128,7 +128,8 @@ class ConformerLiteEncoder(nn.Module):
         cnn_module_kernel: odd depthwise kernel size.
         subsampling_channels: Conv2d channels of the front-end.
         dropout: dropout rate.
-        feature_norm: ``"none"``, ``"utterance_mean"`` or ``"running_mean"`` (causal) (see :class:`~asrkit.models.common.FeatureNorm`).
+        feature_norm: ``"none"``, ``"utterance_mean"`` or ``"running_mean"`` (causal; see
+            :class:`~asrkit.models.common.FeatureNorm`).
     """
 
     def __init__(

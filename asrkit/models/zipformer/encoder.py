@@ -126,7 +126,7 @@ class Zipformer2(nn.Module):
             layer3_channels=subsampling_channels,
             dropout=scheduled_dropout,
         )
-        self.embed_state_channels = subsampling_channels
+        self.embed_state_channels = self.encoder_embed.convnext.depthwise_conv.in_channels
         self.lookahead_frames = STREAMING_EXTRA_INPUT_FRAMES  # input frames a chunk call shares with the next
         state_rows, width = self.encoder_embed.convnext.padding[0], self.encoder_embed.out_width
         self.norm_state_channels = -(-feature_dim // (state_rows * width)) if feature_norm == "running_mean" else 0
